@@ -1,0 +1,159 @@
+"""Build and parse the messages a follower uses to forward a metadata request to the Raft
+leader over NATS (API-CREATE-9). The leader answers with the status it would have returned
+itself; the follower relays code and text unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import betterproto
+
+from lb._proto import lbinternal as pb
+from lb.metadata.convert import config_to_proto
+from lb.metadata.errors import ErrorCode, MetadataError, internal
+from lb.metadata.failover import LeaderReport
+from lb.metadata.model import StreamConfig
+
+PropagatedRequest = pb.PropagatedRequest
+PropagatedResponse = pb.PropagatedResponse
+
+REQUEST_KINDS: tuple[str, ...] = (
+    "create_stream",
+    "delete_stream",
+    "pause_stream",
+    "resume_stream",
+    "set_stream_readonly",
+    "shrink_isr",
+    "expand_isr",
+    "report_leader",
+    "register_server",
+)
+
+
+def create_stream_request(
+    *,
+    name: str,
+    subject: str,
+    partitions: int = 0,
+    replication_factor: int = 0,
+    group: str = "",
+    config: StreamConfig | None = None,
+) -> pb.PropagatedRequest:
+    return pb.PropagatedRequest(
+        create_stream=pb.CreateStreamRequest(
+            name=name,
+            subject=subject,
+            group=group,
+            replication_factor=replication_factor,
+            partitions=partitions,
+            config=config_to_proto(config or StreamConfig()),
+        )
+    )
+
+
+def delete_stream_request(name: str) -> pb.PropagatedRequest:
+    return pb.PropagatedRequest(delete_stream=pb.DeleteStreamOp(name=name))
+
+
+def pause_stream_request(
+    name: str, partitions: Iterable[int] = (), resume_all: bool = False
+) -> pb.PropagatedRequest:
+    return pb.PropagatedRequest(
+        pause_stream=pb.PauseStreamOp(name=name, partitions=list(partitions), resume_all=resume_all)
+    )
+
+
+def resume_stream_request(name: str, partitions: Iterable[int] = ()) -> pb.PropagatedRequest:
+    return pb.PropagatedRequest(
+        resume_stream=pb.ResumeStreamOp(name=name, partitions=list(partitions))
+    )
+
+
+def set_stream_readonly_request(
+    name: str, partitions: Iterable[int] = (), readonly: bool = True
+) -> pb.PropagatedRequest:
+    return pb.PropagatedRequest(
+        set_stream_readonly=pb.SetStreamReadonlyOp(
+            name=name, partitions=list(partitions), readonly=readonly
+        )
+    )
+
+
+def shrink_isr_request(
+    stream: str, partition: int, replica: str, leader: str, leader_epoch: int
+) -> pb.PropagatedRequest:
+    return pb.PropagatedRequest(
+        shrink_isr=pb.ShrinkIsrOp(
+            stream=stream,
+            partition=partition,
+            replica=replica,
+            leader=leader,
+            leader_epoch=leader_epoch,
+        )
+    )
+
+
+def expand_isr_request(
+    stream: str, partition: int, replica: str, leader: str, leader_epoch: int
+) -> pb.PropagatedRequest:
+    return pb.PropagatedRequest(
+        expand_isr=pb.ExpandIsrOp(
+            stream=stream,
+            partition=partition,
+            replica=replica,
+            leader=leader,
+            leader_epoch=leader_epoch,
+        )
+    )
+
+
+def report_leader_request(report: LeaderReport) -> pb.PropagatedRequest:
+    return pb.PropagatedRequest(report_leader=report.to_proto())
+
+
+def register_server_request(server_id: str, host: str, port: int) -> pb.PropagatedRequest:
+    return pb.PropagatedRequest(
+        register_server=pb.RegisterServerOp(id=server_id, host=host, port=port)
+    )
+
+
+def encode_request(request: pb.PropagatedRequest) -> bytes:
+    return bytes(request)
+
+
+def decode_request(data: bytes) -> tuple[str, betterproto.Message]:
+    """Parse a forwarded request into (kind, body), kind being one of ``REQUEST_KINDS``.
+    Raises ``MetadataError`` (INTERNAL) for garbage or an unknown kind."""
+    try:
+        msg = pb.PropagatedRequest().parse(data)
+    except Exception as exc:  # betterproto raises assorted errors on garbage
+        raise internal(f"undecodable propagated request: {exc}") from exc
+    kind, body = betterproto.which_one_of(msg, "request")
+    if kind not in REQUEST_KINDS or body is None:
+        raise internal(f"unknown propagated request {kind or '(none)'}")
+    return kind, body
+
+
+def encode_response(error: MetadataError | None) -> bytes:
+    """The leader's answer: OK, or the error's code and text."""
+    if error is None:
+        return bytes(pb.PropagatedResponse(code=pb.PropagatedResponseCode.OK))
+    return bytes(
+        pb.PropagatedResponse(
+            code=pb.PropagatedResponseCode(error.code.grpc_code), message=error.message
+        )
+    )
+
+
+def decode_response(data: bytes) -> MetadataError | None:
+    """The follower's view of the answer: None for OK, else the error to relay. gRPC codes
+    outside the metadata taxonomy come back as UNKNOWN with the leader's text."""
+    try:
+        msg = pb.PropagatedResponse().parse(data)
+    except Exception as exc:  # betterproto raises assorted errors on garbage
+        raise internal(f"undecodable propagated response: {exc}") from exc
+    code = int(msg.code)
+    if code == 0:
+        return None
+    return MetadataError(ErrorCode.from_grpc_code(code), msg.message)
