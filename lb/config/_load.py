@@ -52,9 +52,9 @@ class _Flag:
 _FLAGS: tuple[_Flag, ...] = (
     _Flag(("--config", "-c"), "config", None, "store", "load configuration from FILE", "FILE"),
     _Flag(("--server-id", "--id"), "server_id", "clustering.server.id", "store",
-          "ID of the server in the cluster if there is no stored ID (default: random ID)"),
+          "ID of the server in the cluster if there is no stored ID (default: random ID)", "ID"),
     _Flag(("--namespace", "--ns"), "namespace", "clustering.namespace", "store",
-          'cluster namespace (default: "liftbridge-default")'),
+          'cluster namespace (default: "liftbridge-default")', "NS"),
     _Flag(("--nats-servers", "-n"), "nats_servers", "nats.servers", "append",
           "connect to NATS cluster at ADDR[,ADDR]; repeatable (default: run an embedded "
           "NATS server)", "ADDR[,ADDR]"),
@@ -64,9 +64,9 @@ _FLAGS: tuple[_Flag, ...] = (
           "store", "load configuration for the embedded NATS server from FILE", "FILE"),
     _Flag(("--data-dir", "-d"), "data_dir", "data.dir", "store",
           'store data in DIR (default: "/tmp/liftbridge/<namespace>")', "DIR"),
-    _Flag(("--port", "-p"), "port", "port", "store", "port to bind to (default: 9292)"),
+    _Flag(("--port", "-p"), "port", "port", "store", "port to bind to (default: 9292)", "PORT"),
     _Flag(("--level", "-l"), "level", "logging.level", "store",
-          'logging level [debug|info|warn|error] (default: "info")'),
+          'logging level [debug|info|warn|error] (default: "info")', "LEVEL"),
     _Flag(("--raft-bootstrap-seed",), "raft_bootstrap_seed", "clustering.raft.bootstrap.seed",
           "store_true",
           "bootstrap the Raft cluster by electing self as leader if there is no existing state"),
@@ -138,12 +138,15 @@ def _env_layer(environ: Mapping[str, str]) -> _Raw:
 
 # --- YAML file ------------------------------------------------------------------------------
 
-_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class _StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
-    """Safe YAML loader that refuses duplicate keys in one mapping (PyYAML keeps the last)."""
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML loader that refuses duplicate keys in one mapping (PyYAML keeps the last).
+
+    The pure-Python loader, not libyaml's: a config file is small, and its error messages are
+    then the same whether or not PyYAML was built with libyaml.
+    """
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         if isinstance(node, yaml.MappingNode):
@@ -203,7 +206,10 @@ def _flatten(mapping: Mapping[Any, Any], prefix: str, raw: _Raw) -> None:
     """
     for k, v in mapping.items():
         name = prefix + str(k).lower()
-        if isinstance(v, dict) and name in SECTION_PREFIXES:
+        if isinstance(v, dict) and (
+            name in SECTION_PREFIXES or (v and name not in KEYS_BY_NAME)
+        ):
+            # Unknown sections are descended into too, to name the full unknown key.
             _flatten(v, name + ".", raw)
         elif v is None and name in SECTION_PREFIXES and name not in KEYS_BY_NAME:
             continue  # an empty section ("logging:" with nothing under it)
