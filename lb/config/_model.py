@@ -54,7 +54,7 @@ class TLSConfig:
 
     @property
     def enabled(self) -> bool:
-        return self.key is not None and self.cert is not None
+        return bool(self.key and self.cert)
 
 
 @dataclass(frozen=True)
