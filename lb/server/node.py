@@ -1,0 +1,175 @@
+"""One lb server: the root of the Trio nursery tree.
+
+```
+node (trio-asyncio loop)
+└── infra          the embedded nats-server child, when no NATS servers are configured
+    └── services   (one cancel scope: shutdown() cancels it)
+        ├── signals    SIGINT/SIGTERM -> shutdown()
+        └── grpc       grpclib server (API + grpc.health.v1)
+```
+
+Shutdown order: NOT_SERVING, cancel the services, close the NATS connection, stop the child.
+
+Later parts (the Raft driver, partitions) hang off the same root so that shutdown is just
+cancelling it. Every task has this nursery as its owner; nothing is fire-and-forget.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import nats
+import trio
+import trio_asyncio
+from nats.aio.client import Client as NatsClient
+
+from lb.config import Config
+from lb.server.api import ApiService
+from lb.server.embedded_nats import EmbeddedNats
+from lb.server.grpc_server import GrpcServer, Readiness
+from lb.server.identity import load_or_create_server_id
+
+log = logging.getLogger("lb.server")
+
+NATS_CONNECT_ATTEMPTS_MAX = 30
+NATS_CONNECT_BACKOFF_S = 1.0
+NATS_CLOSE_TIMEOUT_S = 2.0
+
+
+class FatalServerError(RuntimeError):
+    """The node cannot keep serving; the CLI prints it and exits 1."""
+
+
+@dataclass
+class NodeInfo:
+    """What the node learned while starting, for logs and tests."""
+
+    server_id: str = ""
+    nats_url: str = ""
+    grpc_port: int = 0
+
+
+class Node:
+    """Owns every task of one server. ``await node.run()`` serves until cancelled or signalled."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.info = NodeInfo()
+        self.readiness = Readiness()
+        self._nats: NatsClient | None = None
+        self._services_scope = trio.CancelScope()
+
+    async def run(
+        self,
+        *,
+        handle_signals: bool = True,
+        task_status: trio.TaskStatus[NodeInfo] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        data_dir = Path(self.config.data_dir)
+        self.info.server_id = load_or_create_server_id(
+            data_dir, self.config.clustering.server_id
+        )
+        log.info(
+            "starting lb server %s (namespace %s, data dir %s)",
+            self.info.server_id,
+            self.config.clustering.namespace,
+            data_dir,
+        )
+        async with trio_asyncio.open_loop(), trio.open_nursery() as infra:
+            # infra owns what must outlive the services during shutdown (the NATS child).
+            try:
+                with self._services_scope:
+                    async with trio.open_nursery() as services:
+                        if handle_signals:
+                            services.start_soon(self._watch_signals)
+                        await self._serve(infra, services)
+                        task_status.started(self.info)
+                        log.info(
+                            "lb server %s ready: gRPC on %s:%d, NATS at %s",
+                            self.info.server_id,
+                            self.config.bind_address.host,
+                            self.info.grpc_port,
+                            self.info.nats_url,
+                        )
+                        await trio.sleep_forever()
+            finally:
+                self.readiness.set_serving(False)
+                with trio.CancelScope(shield=True):
+                    await self._close_nats()
+                infra.cancel_scope.cancel()
+        log.info("lb server %s stopped", self.info.server_id)
+
+    def shutdown(self) -> None:
+        """Begin a graceful shutdown: NOT_SERVING, stop services, close NATS, stop the child."""
+        self.readiness.set_serving(False)
+        self._services_scope.cancel()
+
+    async def _serve(self, infra: trio.Nursery, services: trio.Nursery) -> None:
+        nats_cfg = self.config.nats
+        if nats_cfg.embedded:
+            embedded = EmbeddedNats(
+                restart_max=nats_cfg.embedded_restarts_max,
+                log_output=self.config.logging.nats,
+                extra_args=("-c", nats_cfg.embedded_config) if nats_cfg.embedded_config else (),
+            )
+            servers = [await infra.start(embedded.run)]
+        else:
+            servers = list(nats_cfg.servers)
+        self.info.nats_url = ",".join(servers)
+        self._nats = await self._connect_nats(servers)
+
+        api = ApiService()
+        handlers = [api, self.readiness.health_service(api)]
+        bind = self.config.bind_address
+        grpc = GrpcServer(handlers, bind.host, bind.port)
+        self.info.grpc_port = await services.start(grpc.run)
+        self.readiness.set_serving(True)
+
+    async def _connect_nats(self, servers: list[str]) -> NatsClient:
+        cfg = self.config
+        name = f"LIFT.{cfg.clustering.namespace}.{self.info.server_id}"
+        options: dict[str, object] = {
+            "servers": servers,
+            "name": name,
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,  # reconnect forever, as Liftbridge does
+            "reconnect_time_wait": 0.25,
+            "connect_timeout": 2,
+        }
+        if cfg.nats.user:
+            options["user"] = cfg.nats.user
+            options["password"] = cfg.nats.password
+        last_error: Exception | None = None
+        for attempt in range(1, NATS_CONNECT_ATTEMPTS_MAX + 1):
+            try:
+                return await trio_asyncio.aio_as_trio(nats.connect)(**options)
+            except Exception as exc:  # nats-py raises several unrelated types here
+                last_error = exc
+                log.warning(
+                    "cannot connect to NATS at %s (attempt %d of %d): %s",
+                    ",".join(servers),
+                    attempt,
+                    NATS_CONNECT_ATTEMPTS_MAX,
+                    exc or type(exc).__name__,
+                )
+                await trio.sleep(NATS_CONNECT_BACKOFF_S)
+        raise FatalServerError(
+            f"cannot connect to NATS at {','.join(servers)}: {last_error or 'no answer'}"
+        )
+
+    async def _close_nats(self) -> None:
+        nc, self._nats = self._nats, None
+        if nc is None:
+            return
+        with trio.move_on_after(NATS_CLOSE_TIMEOUT_S):
+            await trio_asyncio.aio_as_trio(nc.close)()
+
+    async def _watch_signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.info("received %s; shutting down", signal.Signals(signum).name)
+                self.shutdown()
+                return
