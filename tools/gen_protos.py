@@ -103,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
             stale = _diff(fresh, TARGET)
             if stale:
                 print(
-                    "lb/_proto is stale (" + ", ".join(stale) + "); run: python tools/gen_protos.py",
+                    "lb/_proto is stale ("
+                    + ", ".join(stale)
+                    + "); run: python tools/gen_protos.py",
                     file=sys.stderr,
                 )
                 return 1
