@@ -53,7 +53,7 @@ class MetadataError(Exception):
         self.message = message
 
     def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
+        return self.message
 
     def __repr__(self) -> str:
         return f"MetadataError({self.code.value}, {self.message!r})"

@@ -128,7 +128,7 @@ def _plan(state: MetadataState, entry: bytes | pb.MetadataOp, index: int) -> _Ou
     op = decode_op(entry) if isinstance(entry, bytes | bytearray | memoryview) else entry
     kind, body = betterproto.which_one_of(op, "op")
     handler = _HANDLERS.get(kind)
-    if handler is None:
+    if handler is None or body is None:
         raise internal(f"unknown metadata op {kind or '(none)'}")
     return handler(state, body, index)
 
@@ -147,8 +147,8 @@ def _set_epoch(p: Partition, index: int, **changes: object) -> Partition:
 def _create_stream(state: MetadataState, op: pb.CreateStreamOp, index: int) -> _Outcome:
     if op.name in state.streams:
         raise already_exists(STREAM_EXISTS)
-    if not op.partitions:
-        raise internal(f"invalid create op for stream {op.name}: no partitions")
+    if not op.name or not op.partitions:
+        raise internal(f"invalid create op for stream {op.name!r}: no name or no partitions")
     partitions: list[Partition] = []
     for i, placement in enumerate(op.partitions):
         replicas = tuple(placement.replicas)
