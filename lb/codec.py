@@ -109,6 +109,8 @@ def _uvarint(value: int) -> bytes:
     if 0 <= value < 0x80:
         return _SMALL[value]
     if value < 0:
+        if value == -1:
+            return _MINUS_ONE
         value &= _MASK64
     out = bytearray()
     while value >= 0x80:
@@ -119,6 +121,7 @@ def _uvarint(value: int) -> bytes:
 
 
 _SMALL = [bytes((i,)) for i in range(0x80)]
+_MINUS_ONE = b"\xff" * 9 + b"\x01"
 
 
 def _len_field(tag: bytes, value: bytes) -> bytes:
@@ -149,6 +152,8 @@ def _t(field_number: int, wire_type: int) -> bytes:
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     """Decode a varint (up to 10 bytes, truncated to 64 bits like protobuf-go)."""
+    if buf[pos] == 0xFF and buf[pos : pos + 10] == _MINUS_ONE:
+        return _MASK64, pos + 10  # -1: Go clients send it as expectedOffset by default
     result = 0
     shift = 0
     while True:
