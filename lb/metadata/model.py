@@ -138,6 +138,13 @@ class MetadataState:
     groups: dict[str, ConsumerGroup] = field(default_factory=dict)
     applied_index: int = 0
 
+    def copy(self) -> MetadataState:
+        """A shallow copy: the records are immutable, so this is an independent state (for
+        example to encode a snapshot while apply goes on)."""
+        return MetadataState(
+            dict(self.streams), dict(self.servers), dict(self.groups), self.applied_index
+        )
+
     def stream(self, name: str) -> Stream | None:
         return self.streams.get(name)
 
@@ -153,19 +160,20 @@ class MetadataState:
     def partition_load(self) -> dict[str, int]:
         """Replicas per server over unpaused partitions (placement input, META-4 counts)."""
         load: dict[str, int] = {}
-        for p in self.iter_partitions():
-            if p.paused:
-                continue
-            for r in p.replicas:
-                load[r] = load.get(r, 0) + 1
+        for s in self.streams.values():
+            for p in s.partitions:
+                if not p.paused:
+                    for r in p.replicas:
+                        load[r] = load.get(r, 0) + 1
         return load
 
     def leader_load(self) -> dict[str, int]:
         """Partitions led per server over unpaused partitions."""
         load: dict[str, int] = {}
-        for p in self.iter_partitions():
-            if not p.paused:
-                load[p.leader] = load.get(p.leader, 0) + 1
+        for s in self.streams.values():
+            for p in s.partitions:
+                if not p.paused:
+                    load[p.leader] = load.get(p.leader, 0) + 1
         return load
 
     def check(self) -> None:

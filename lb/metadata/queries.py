@@ -10,7 +10,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lb.metadata.errors import not_found
+from lb.metadata.errors import failed_precondition, invalid_argument, not_found
 from lb.metadata.model import MetadataState, Partition, ServerInfo, Stream
 
 
@@ -111,3 +111,46 @@ def partitions_to_resume(state: MetadataState, stream: str, partition_id: int) -
     if p is None:
         raise not_found(f"No such partition: {partition_id}")
     return [p.id] if p.paused else []
+
+
+def partition_for_fetch_metadata(
+    state: MetadataState, stream: str, partition_id: int, server_id: str
+) -> Partition:
+    """The partition FetchPartitionMetadata may answer for on ``server_id`` (PMETA-1):
+    NotFound "partition not found" if unknown; FailedPrecondition "The request should be sent
+    to partition leader" if this server does not lead it or it is paused (PAUSE-7)."""
+    partition = state.partition(stream, partition_id)
+    if partition is None:
+        raise not_found("partition not found")
+    if partition.leader != server_id or partition.paused:
+        raise failed_precondition("The request should be sent to partition leader")
+    return partition
+
+
+def publish_target(state: MetadataState, stream: str, partition_id: int) -> Partition:
+    """The partition a Publish names, with PUB-2's texts: InvalidArgument "no stream
+    provided", NotFound "no such stream: X", NotFound "no such partition: N" (negative
+    included). The readonly check comes later (after authz): ``check_writable``."""
+    if not stream:
+        raise invalid_argument("no stream provided")
+    s = state.streams.get(stream)
+    if s is None:
+        raise not_found(f"no such stream: {stream}")
+    partition = s.partition(partition_id)
+    if partition is None:
+        raise not_found(f"no such partition: {partition_id}")
+    return partition
+
+
+def check_writable(partition: Partition) -> None:
+    """FailedPrecondition "readonly partition: N" for a readonly partition (RO-2)."""
+    if partition.readonly:
+        raise failed_precondition(f"readonly partition: {partition.id}")
+
+
+def subscribe_target(state: MetadataState, stream: str, partition_id: int) -> Partition:
+    """The partition a Subscribe names, or NotFound "No such partition" (SUB-2)."""
+    partition = state.partition(stream, partition_id)
+    if partition is None:
+        raise not_found("No such partition")
+    return partition

@@ -16,11 +16,15 @@ from lb.metadata.queries import (
     Role,
     UnknownStream,
     broker_views,
+    check_writable,
+    partition_for_fetch_metadata,
     partition_role,
     partitions_led_by,
     partitions_replicated_by,
     partitions_to_resume,
+    publish_target,
     stream_views,
+    subscribe_target,
 )
 
 
@@ -192,3 +196,52 @@ def test_response_uses_grpc_numbers() -> None:
         pb.PropagatedResponse(code=pb.PropagatedResponseCode.UNAVAILABLE, message="y")
     )
     assert propagation.decode_response(unavailable) == MetadataError(ErrorCode.UNKNOWN, "y")
+
+
+# ----- per-partition lookups with their texts -----
+
+
+def test_partition_for_fetch_metadata() -> None:
+    fsm = _fsm()
+    p = partition_for_fetch_metadata(fsm.state, "foo", 1, "b")
+    assert (p.stream, p.id) == ("foo", 1)
+    with pytest.raises(MetadataError) as info:
+        partition_for_fetch_metadata(fsm.state, "foo", 2, "b")
+    assert (info.value.code, info.value.message) == (ErrorCode.NOT_FOUND, "partition not found")
+    with pytest.raises(MetadataError) as info:
+        partition_for_fetch_metadata(fsm.state, "foo", 1, "c")
+    assert (info.value.code, info.value.message) == (
+        ErrorCode.FAILED_PRECONDITION,
+        "The request should be sent to partition leader",
+    )
+    assert fsm.apply(ops.pause_stream_op("foo", [1]), 100).ok
+    with pytest.raises(MetadataError, match=r"^The request should be sent to partition leader$"):
+        partition_for_fetch_metadata(fsm.state, "foo", 1, "b")
+
+
+def test_publish_and_subscribe_targets() -> None:
+    fsm = _fsm()
+    assert publish_target(fsm.state, "foo", 1).id == 1
+    cases = [
+        ("", 0, ErrorCode.INVALID_ARGUMENT, "no stream provided"),
+        ("nope", 0, ErrorCode.NOT_FOUND, "no such stream: nope"),
+        ("foo", 2, ErrorCode.NOT_FOUND, "no such partition: 2"),
+        ("foo", -1, ErrorCode.NOT_FOUND, "no such partition: -1"),
+    ]
+    for stream, pid, code, text in cases:
+        with pytest.raises(MetadataError) as info:
+            publish_target(fsm.state, stream, pid)
+        assert (info.value.code, info.value.message) == (code, text)
+    check_writable(publish_target(fsm.state, "foo", 1))
+    assert fsm.apply(ops.set_stream_readonly_op("foo", [1], True), 100).ok
+    with pytest.raises(MetadataError) as info:
+        check_writable(publish_target(fsm.state, "foo", 1))
+    assert (info.value.code, info.value.message) == (
+        ErrorCode.FAILED_PRECONDITION,
+        "readonly partition: 1",
+    )
+    assert subscribe_target(fsm.state, "foo", 0).id == 0
+    for stream, pid in (("nope", 0), ("foo", 9)):
+        with pytest.raises(MetadataError) as info:
+            subscribe_target(fsm.state, stream, pid)
+        assert (info.value.code, info.value.message) == (ErrorCode.NOT_FOUND, "No such partition")

@@ -15,10 +15,18 @@ from lb.metadata.model import (
     STREAM_CONFIG_FIELDS,
     ConsumerGroup,
     MetadataState,
+    Partition,
+    ServerInfo,
+    Stream,
     StreamConfig,
 )
 from lb.metadata.placement import Placement
-from lb.metadata.snapshot import decode_snapshot, encode_snapshot
+from lb.metadata.snapshot import (
+    decode_snapshot,
+    decode_snapshot_betterproto,
+    encode_snapshot,
+    encode_snapshot_betterproto,
+)
 
 MEMBERS = ["a", "b", "c", "d"]
 NAMES = ["s0", "s1", "s2", "s3"]
@@ -140,8 +148,10 @@ def test_random_ops_snapshot_restore_replay(data: st.DataObject, steps: int) -> 
         primary.state.check()
         if restored is not None:
             assert restored.apply(entry, index) == result
-        # Snapshot round trip is exact at every step.
-        assert decode_snapshot(encode_snapshot(primary.state)) == primary.state
+        # Snapshot round trip is exact at every step, and the fast encoder matches betterproto.
+        encoded = encode_snapshot(primary.state)
+        assert encoded == encode_snapshot_betterproto(primary.state)
+        assert decode_snapshot(encoded) == primary.state == decode_snapshot_betterproto(encoded)
         # Epochs only grow for a given stream incarnation (keyed by its creation epoch).
         for s in primary.state.streams.values():
             for p in s.partitions:
@@ -208,7 +218,14 @@ def test_equal_states_equal_bytes_regardless_of_insertion_order() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"\x0a", b"", b"\x08\x02"],  # truncated, version 0, version 2
+    [
+        b"\x0a",  # truncated
+        b"",  # version 0
+        b"\x08\x02",  # version 2
+        b"\x08\x01\x1a\x02\x0a\xff",  # stream name not UTF-8
+        b"\x08\x01\x1a\x02\x08\x01",  # stream without name or partitions
+        b"\x08\x01\x18\x01",  # streams field as a varint
+    ],
 )
 def test_bad_snapshots_rejected(data: bytes) -> None:
     fsm = MetadataFSM()
@@ -240,3 +257,26 @@ def test_inconsistent_snapshot_rejected() -> None:
     )
     with pytest.raises(MetadataError, match=r"^inconsistent metadata snapshot"):
         MetadataFSM().restore(bytes(bad))
+
+
+def test_fast_encoder_extremes_and_groups() -> None:
+    state = MetadataState(applied_index=2**64 - 1)
+    cfg = StreamConfig(
+        retention_max_bytes=-(2**63),
+        retention_max_messages=2**63 - 1,
+        compact_max_goroutines=-(2**31),
+        min_isr=0,
+        compact_enabled=False,
+        encryption=True,
+    )
+    p = Partition("s", 0, ("a", "b"), "b", ("b",), 2**64 - 1, 1, paused=True, readonly=True)
+    state.streams["s"] = Stream("s", "x", "g", -5, -1, cfg, (p,), resume_all=True)
+    state.servers["b"] = ServerInfo("b", "h", 65535)
+    state.groups["g"] = ConsumerGroup("g", "b", 9, (("c", ("s", "")), ("d", ())))
+    state.groups["h"] = ConsumerGroup("h", "", 0)
+    data = encode_snapshot(state)
+    assert data == encode_snapshot_betterproto(state)
+    assert decode_snapshot(data) == state == decode_snapshot_betterproto(data)
+    copy = state.copy()
+    copy.streams.clear()
+    assert "s" in state.streams
