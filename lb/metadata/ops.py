@@ -13,7 +13,7 @@ import betterproto
 
 from lb._proto import lbinternal as pb
 from lb.metadata.convert import config_to_proto
-from lb.metadata.errors import STREAM_EXISTS, MetadataError, already_exists, internal
+from lb.metadata.errors import STREAM_EXISTS, already_exists, internal
 from lb.metadata.model import MetadataState, StreamConfig
 from lb.metadata.placement import Placement, place_partitions
 from lb.metadata.validation import normalize_create_counts, validate_create_stream
@@ -194,7 +194,6 @@ def register_server_op(server_id: str, host: str, port: int) -> pb.MetadataOp:
 
 __all__ = [
     "OP_KINDS",
-    "MetadataError",
     "MetadataOp",
     "change_leader_op",
     "create_stream_op",
