@@ -675,6 +675,23 @@ def test_passthrough_codec_over_grpclib() -> None:
                 stub.fetch_cursor(bp.FetchCursorRequest(cursor_id="abcd")), 10
             )
             assert resp.offset == 4
+
+            # A fast client: the same codec on the channel, replies kept as raw bytes and
+            # decoded with lb.codec.
+            fast_channel = Channel("127.0.0.1", port, codec=PassthroughCodec())
+            try:
+                async with fast_channel.request(
+                    "/proto.API/Subscribe",
+                    Cardinality.UNARY_STREAM,
+                    bp.SubscribeRequest,
+                    RawBytes,
+                ) as call:
+                    await call.send_message(bp.SubscribeRequest(stream="s"), end=True)
+                    raws = [r async for r in call]
+                assert raws[0] == b""
+                assert [codec.decode_message(r) for r in raws[1:]] == messages
+            finally:
+                fast_channel.close()
         finally:
             channel.close()
             server.close()
