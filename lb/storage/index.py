@@ -105,7 +105,8 @@ class SparseIndex:
         """'ok', 'stale' (files are a strict prefix; a crash lost buffered entries), 'missing'
         or 'corrupt', comparing the files against this (recomputed) index."""
         worst = "ok"
-        for path, expected in ((offset_path, self.offset_bytes()), (time_path, self.time_bytes())):
+        for path, expected, entry in ((offset_path, self.offset_bytes(), OFFSET_ENTRY.size),
+                                      (time_path, self.time_bytes(), TIME_ENTRY.size)):
             try:
                 with open(path, "rb") as f:
                     data = f.read()
@@ -115,7 +116,7 @@ class SparseIndex:
                 data = b""
             if data == expected:
                 continue
-            if expected.startswith(data):
+            if expected.startswith(data) and len(data) % entry == 0:
                 worst = "stale"
             else:
                 return "corrupt"
