@@ -133,8 +133,22 @@ def _len_field(tag: bytes, value: bytes) -> bytes:
 def _map_str_bytes(tag: bytes, mapping: dict[str, bytes]) -> bytes:
     """A ``map<string, bytes>`` field: one entry (1: key, 2: value) per item, defaults omitted."""
     parts = []
+    small = _SMALL
     for k, v in mapping.items():
         kb = k.encode()
+        nk = len(kb)
+        nv = len(v)
+        if nk < 0x80 and nv < 0x80:  # the usual case, inlined: 2-byte entry header
+            if nk and nv:
+                n = nk + nv + 4
+                if n < 0x80:
+                    parts.append(
+                        b"".join((tag, small[n], b"\x0a", small[nk], kb, b"\x12", small[nv], v))
+                    )
+                    continue
+            elif nk:
+                parts.append(b"".join((tag, small[nk + 2], b"\x0a", small[nk], kb)))
+                continue
         entry = (_len_field(b"\x0a", kb) if kb else b"") + (_len_field(b"\x12", v) if v else b"")
         parts.append(_len_field(tag, entry))
     return b"".join(parts)
