@@ -17,7 +17,7 @@ Pure: no I/O, no clock. :func:`parse_published` never raises, whatever the bytes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import IntEnum
 
 import crc32c
@@ -164,20 +164,20 @@ class IngestMessage:
 # object.__setattr__ each); the ingest hot path fills the slots directly instead, which is
 # what that __init__ does, at a third of the cost. Same object, same eq/repr/hash.
 _new_object = object.__new__
-_slot_setters = tuple(
-    IngestMessage.__dict__[name].__set__
-    for name in (
-        "value",
-        "key",
-        "headers",
-        "subject",
-        "reply_subject",
-        "correlation_id",
-        "ack_inbox",
-        "ack_policy",
-        "expected_offset",
-    )
+_INGEST_FIELDS = (
+    "value",
+    "key",
+    "headers",
+    "subject",
+    "reply_subject",
+    "correlation_id",
+    "ack_inbox",
+    "ack_policy",
+    "expected_offset",
 )
+# A field added to IngestMessage must be added here too, or construction would leave it unset.
+assert tuple(f.name for f in fields(IngestMessage)) == _INGEST_FIELDS
+_slot_setters = tuple(IngestMessage.__dict__[name].__set__ for name in _INGEST_FIELDS)
 (_set_value, _set_key, _set_headers, _set_subject, _set_reply, _set_cid, _set_inbox,
  _set_policy, _set_expected) = _slot_setters  # fmt: skip
 
