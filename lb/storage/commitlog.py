@@ -625,8 +625,14 @@ class CommitLog:
             self._bases.pop()
         self._delete_segments(doomed)
         seg = self._segments[-1]
-        buf, p, _e, b0 = seg.read_chunk(offset, 1)
-        assert _e > p, "offset below the LEO must be in the last segment"
+        if seg.next_offset == offset:  # the cut falls exactly on a segment boundary
+            seg.open_for_append()
+            checkpoint.fsync_dir(self.path)
+            self._leo = offset
+            self._after_truncate()
+            return
+        buf, p, e, b0 = seg.read_chunk(offset, 1)
+        assert e > p, "an offset below the LEO must be in the last segment"
         h = fmt.parse_header(buf, p)
         keep: list[tuple[int, int, bytes]] = []
         if h.base_offset < offset:

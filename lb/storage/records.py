@@ -101,19 +101,30 @@ def decode_body(body: bytes | memoryview) -> MessageFields:
 
 
 def key_of(body: bytes) -> bytes:
-    """The key (field 2) of a body, cheaply; ``b""`` when there is none."""
+    """The key (field 2) of a body, cheaply; ``b""`` when there is none or the body is not
+    valid protobuf (such a message is then treated as unkeyed: compaction keeps it)."""
     if not body:
         return b""
     if body[0] == _KEY_TAG and len(body) > 1:
         n = body[1]
         if n < 0x80:
-            return body[2 : 2 + n]
-        length, pos = pw.decode_varint(body, 1)
-        return body[pos : pos + length]
-    for num, wt, val in pw.iter_fields(body):
-        if num == 2 and wt == pw.WIRE_LEN:
-            assert isinstance(val, bytes)
-            return val
+            if 2 + n <= len(body):
+                return body[2 : 2 + n]
+        else:
+            try:
+                length, pos = pw.decode_varint(body, 1)
+            except pw.DecodeError:
+                return b""
+            if pos + length <= len(body):
+                return body[pos : pos + length]
+        return b""
+    try:
+        for num, wt, val in pw.iter_fields(body):
+            if num == 2 and wt == pw.WIRE_LEN:
+                assert isinstance(val, bytes)
+                return val
+    except pw.DecodeError:
+        pass
     return b""
 
 
