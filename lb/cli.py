@@ -48,6 +48,7 @@ def _configure_logging(level: str) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from lb.config import ConfigError, load_config
+    from lb.server.controller import ControllerFatalError
     from lb.server.embedded_nats import EmbeddedNatsError
     from lb.server.identity import IdentityError
     from lb.server.node import FatalServerError, Node
@@ -62,7 +63,10 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         trio.run(node.run)
     except BaseException as exc:
-        leaf = _known_failure(exc, (IdentityError, FatalServerError, EmbeddedNatsError, OSError))
+        fatal_kinds = (
+            IdentityError, FatalServerError, EmbeddedNatsError, ControllerFatalError, OSError
+        )
+        leaf = _known_failure(exc, fatal_kinds)
         if leaf is None:
             raise
         if isinstance(leaf, IdentityError):

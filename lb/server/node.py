@@ -5,6 +5,7 @@ node (trio-asyncio loop)
 └── infra          the embedded nats-server child, when no NATS servers are configured
     └── services   (one cancel scope: shutdown() cancels it)
         ├── signals    SIGINT/SIGTERM -> shutdown()
+        ├── controller the metadata Raft driver + state machine + propagation
         └── grpc       grpclib server (API + grpc.health.v1)
 ```
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +29,9 @@ import trio_asyncio
 from nats.aio.client import Client as NatsClient
 
 from lb.config import Config
+from lb.metadata.effects import Effect
 from lb.server.api import ApiService
+from lb.server.controller import MetadataController
 from lb.server.embedded_nats import EmbeddedNats
 from lb.server.grpc_server import GrpcServer, Readiness
 from lb.server.identity import load_or_create_server_id
@@ -61,6 +65,7 @@ class Node:
         self.readiness = Readiness()
         self._nats: NatsClient | None = None
         self._services_scope = trio.CancelScope()
+        self.controller: MetadataController | None = None
 
     async def run(
         self,
@@ -126,7 +131,36 @@ class Node:
         bind = self.config.bind_address
         grpc = GrpcServer(handlers, bind.host, bind.port)
         self.info.grpc_port = await services.start(grpc.run)
+        cfg = self.config
+        clustering = cfg.clustering
+        advertise = cfg.advertise_address
+        self.controller = MetadataController(
+            server_id=self.info.server_id,
+            namespace=clustering.namespace,
+            data_dir=Path(cfg.data_dir),
+            nats=self._nats,
+            advertise_host=advertise.host,
+            # With port 0 the OS picked the port: advertise the one actually bound.
+            advertise_port=advertise.port or self.info.grpc_port,
+            # An embedded NATS server is private to this process: nobody else can ever join,
+            # so a server without Raft state bootstraps a one-server cluster by itself.
+            bootstrap_seed=clustering.raft_bootstrap_seed
+            or (nats_cfg.embedded and not clustering.raft_bootstrap_peers),
+            bootstrap_peers=clustering.raft_bootstrap_peers,
+            quorum_size_max=clustering.raft_quorum_size_max,
+            snapshot_threshold=clustering.raft_snapshot_threshold,
+            snapshot_retain=clustering.raft_snapshot_retain,
+            leader_timeout_ns=clustering.replica_leader_timeout_ns_max,
+            log_recovery=cfg.logging.recovery,
+            on_effects=self._on_metadata_effects,
+        )
+        await services.start(self.controller.run)
+
         self.readiness.set_serving(True)
+
+    def _on_metadata_effects(self, effects: Sequence[Effect]) -> None:
+        for effect in effects:
+            log.debug("metadata effect: %s", type(effect).__name__)
 
     async def _connect_nats(self, servers: list[str]) -> NatsClient:
         cfg = self.config

@@ -316,3 +316,93 @@ class PropagatedResponse(betterproto.Message):
 
     code: "PropagatedResponseCode" = betterproto.enum_field(1)
     message: str = betterproto.string_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class RaftConfState(betterproto.Message):
+    voters: List[str] = betterproto.string_field(1)
+    learners: List[str] = betterproto.string_field(2)
+    cluster_id: str = betterproto.string_field(3)
+
+
+@dataclass(eq=False, repr=False)
+class RaftEntry(betterproto.Message):
+    term: int = betterproto.uint64_field(1)
+    index: int = betterproto.uint64_field(2)
+    kind: int = betterproto.uint32_field(3)
+    data: bytes = betterproto.bytes_field(4)
+
+
+@dataclass(eq=False, repr=False)
+class RaftSnapshot(betterproto.Message):
+    index: int = betterproto.uint64_field(1)
+    term: int = betterproto.uint64_field(2)
+    conf_state: "RaftConfState" = betterproto.message_field(3)
+    data: bytes = betterproto.bytes_field(4)
+
+
+@dataclass(eq=False, repr=False)
+class RaftMessage(betterproto.Message):
+    type: int = betterproto.uint32_field(1)
+    from_: str = betterproto.string_field(2)
+    to: str = betterproto.string_field(3)
+    term: int = betterproto.uint64_field(4)
+    log_term: int = betterproto.uint64_field(5)
+    index: int = betterproto.uint64_field(6)
+    entries: List["RaftEntry"] = betterproto.message_field(7)
+    commit: int = betterproto.uint64_field(8)
+    reject: bool = betterproto.bool_field(9)
+    reject_hint: int = betterproto.uint64_field(10)
+    snapshot: "RaftSnapshot" = betterproto.message_field(11)
+    transfer: bool = betterproto.bool_field(12)
+    cluster_id: str = betterproto.string_field(13)
+
+
+@dataclass(eq=False, repr=False)
+class RaftJoinRequest(betterproto.Message):
+    """
+    A server with no Raft state asks the cluster to add it (`<namespace>.raft.join`). Only the
+     Raft leader answers; it adds the server as a voter while voters < raft.max.quorum.size.
+    """
+
+    server_id: str = betterproto.string_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class RaftJoinResponse(betterproto.Message):
+    error: str = betterproto.string_field(1)
+    leader: str = betterproto.string_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class ReplicationRequest(betterproto.Message):
+    replica_id: str = betterproto.string_field(1)
+    offset: int = betterproto.int64_field(2)
+    leader_epoch: int = betterproto.uint64_field(3)
+
+
+@dataclass(eq=False, repr=False)
+class ReplicationResponse(betterproto.Message):
+    leader_epoch: int = betterproto.uint64_field(1)
+    hw: int = betterproto.int64_field(2)
+    first_offset: int = betterproto.int64_field(3)
+    batches: bytes = betterproto.bytes_field(4)
+    error: str = betterproto.string_field(5)
+
+
+@dataclass(eq=False, repr=False)
+class EpochEndOffsetRequest(betterproto.Message):
+    """
+    KIP-101: a new follower asks the leader for the end offset of its latest leader epoch before
+     truncating (`<namespace>.<stream>.<partition>.offset`).
+    """
+
+    replica_id: str = betterproto.string_field(1)
+    leader_epoch: int = betterproto.uint64_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class EpochEndOffsetResponse(betterproto.Message):
+    leader_epoch: int = betterproto.uint64_field(1)
+    end_offset: int = betterproto.int64_field(2)
+    error: str = betterproto.string_field(3)
