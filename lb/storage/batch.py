@@ -123,8 +123,7 @@ def _seal(base_offset: int, leader_epoch: int, last_offset_delta: int, first_ts:
     head = _HEAD.pack(base_offset, HEADER_SIZE - LENGTH_PREFIX + len(records), leader_epoch,
                       FORMAT_VERSION)
     tail = _TAIL.pack(0, last_offset_delta, first_ts, max_ts, count)
-    crc = crc32c(records, crc32c(tail, crc32c(head)))
-    return head + _CRC.pack(crc) + tail
+    return b"".join((head, _CRC.pack(crc32c(records, crc32c(tail, crc32c(head)))), tail))
 
 
 def peek_length(buf: bytes | memoryview, pos: int) -> tuple[int, int]:

@@ -302,28 +302,30 @@ class CommitLog:
         are split into several batches (``batch_bytes_max``/``batch_messages_max``), still
         written with one ``writev``.
         """
-        self._check_open()
+        if self._closed:
+            raise LogClosedError(self.path)
         n = len(bodies)
-        if n == 0:
-            raise ValueError("empty append")
-        if n > self.options.append_messages_max:
-            raise ValueError(f"append of {n} messages exceeds {self.options.append_messages_max}")
+        opts = self.options
+        if n == 0 or n > opts.append_messages_max:
+            raise ValueError(f"append of {n} messages (1..{opts.append_messages_max} allowed)")
         if timestamps_ns is None:
             timestamps_ns = now_ns
         elif not isinstance(timestamps_ns, int) and len(timestamps_ns) != n:
             raise ValueError("one timestamp per body expected")
         epoch = self._epoch_for(leader_epoch)
         first = self._leo
-        opts = self.options
-        pieces: list[bytes] = []
-        metas: list[tuple[int, int, int, int]] = []  # (base, max timestamp, size, count)
-        payload = sum(map(len, bodies)) + fmt.RECORD_SIZE * n
-        if payload <= opts.batch_bytes_max and n <= opts.batch_messages_max:
+        pieces: list[bytes]
+        metas: list[tuple[int, int, int, int]]  # (base, max timestamp, size, count)
+        if n <= opts.batch_messages_max and (
+                sum(map(len, bodies)) + fmt.RECORD_SIZE * n <= opts.batch_bytes_max):
             h, r = fmt.encode_batch(first, epoch, bodies, timestamps_ns)
-            pieces += (h, r)
+            pieces = [h, r]
             mt = timestamps_ns if isinstance(timestamps_ns, int) else max(timestamps_ns)
-            metas.append((first, mt, len(h) + len(r), n))
+            total = len(h) + len(r)
+            metas = [(first, mt, total, n)]
         else:
+            pieces = []
+            metas = []
             i = 0
             while i < n:
                 j = i
@@ -339,7 +341,7 @@ class CommitLog:
                 mt = ts if isinstance(ts, int) else max(ts)
                 metas.append((first + i, mt, len(h) + len(r), j - i))
                 i = j
-        total = sum(m[2] for m in metas)
+            total = sum(m[2] for m in metas)
         seg = self._maybe_roll(total, now_ns)
         if epoch > self.epochs.latest_epoch:
             self.epochs.assign(epoch, first)
@@ -428,7 +430,8 @@ class CommitLog:
         return AppendResult(first, next_offset - 1, self.sync_due(now_ns))
 
     def _epoch_for(self, leader_epoch: int | None) -> int:
-        latest = self.epochs.latest_epoch
+        entries = self.epochs._entries
+        latest = entries[-1][0] if entries else -1
         if leader_epoch is None:
             return max(latest, 0)
         if leader_epoch < latest:
@@ -503,10 +506,10 @@ class CommitLog:
 
     def _maybe_roll(self, nbytes: int, now_ns: int) -> Segment:
         seg = self._segments[-1]
-        if seg.size == 0:
-            return seg
         opts = self.options
         age_max = opts.segment_age_ns_max
+        if seg.size == 0 or (not age_max and seg.size + nbytes <= opts.segment_bytes_max):
+            return seg
         if seg.size + nbytes <= opts.segment_bytes_max and not (
                 age_max and seg.first_append_ns is not None
                 and now_ns - seg.first_append_ns >= age_max):
