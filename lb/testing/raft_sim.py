@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lb.raft import (
+    ClusterConflict,
     ConfChange,
     ConfChangeKind,
     Entry,
@@ -129,6 +130,18 @@ class SimParams:
     append_bytes_max: int = 96
     propose_prob: float = 0.2
     liveness_ticks_max: int = 600
+    probe_every_ticks: int = 50
+    """Each live node broadcasts ``cluster_probe()`` this often (two-seed detection)."""
+
+    @staticmethod
+    def draw(rng: random.Random) -> SimParams:
+        """Vary flow control and snapshot knobs between seeds."""
+        return SimParams(
+            snapshot_threshold=rng.choice([15, 40, 100]),
+            compaction_trailing_entries=rng.choice([0, 8, 50]),
+            inflight_msgs_max=rng.choice([1, 4, 64]),
+            append_bytes_max=rng.choice([1, 96, 4096]),
+        )
 
 
 class RaftHost:
@@ -169,7 +182,8 @@ class RaftHost:
         self.node = None
         self.app = AppState()
         self.crashes += 1
-        self.sim.checker.forget(self.node_id)
+        for checker in self.sim.checkers.values():
+            checker.forget(self.node_id)
         self.restart_at = now + 1 + self.sim.rng.randrange(self.sim.faults.down_ticks_max)
         self.sim.event(now, f"crash {self.node_id} {why}")
 
@@ -179,7 +193,8 @@ class RaftHost:
         self.node = self.sim.restart_factory(cfg, d.hard_state, d.snapshot, list(d.entries))
         if d.snapshot.index:
             self.app = AppState.decode(d.snapshot.data)
-            self.sim.checker.on_restore(now, self.node_id, self.app.index, self.app.digest)
+            checker = self.sim.checker_for(self.node)
+            checker.on_restore(now, self.node_id, self.app.index, self.app.digest)
         self._last_snapshot_index = d.snapshot.index
         self.sim.event(now, f"restart {self.node_id}")
 
@@ -189,7 +204,7 @@ class RaftHost:
         node = self.node
         assert node is not None
         node.step(msg)
-        self.sim.checker.observe(now, node)
+        self.sim.checker_for(node).observe(now, node)
 
     def on_tick(self, now: int) -> list[tuple[str, Message]]:
         if self.node is None:
@@ -197,50 +212,48 @@ class RaftHost:
                 self.restart(now)
             return []
         self.node.tick()
-        self.sim.checker.observe(now, self.node)
+        self.sim.checker_for(self.node).observe(now, self.node)
         return self.process(now)
 
     def process(self, now: int) -> list[tuple[str, Message]]:
-        """Run the driver loop: persist, send, apply, advance (bounded rounds)."""
-        out: list[tuple[str, Message]] = []
+        """One turn of the driver loop: persist, send, apply, advance (one Ready per tick)."""
+        node = self.node
+        assert node is not None
+        rd = node.ready()
+        if rd is None:
+            return []
         sim = self.sim
-        for _ in range(4):
-            node = self.node
-            if node is None:
-                break
-            rd = node.ready()
-            if rd is None:
-                break
-            if sim.crash_point(now):
-                self.crash(now, "before persist")
-                break
-            self.disk.persist(rd.snapshot, rd.entries, rd.hard_state)
-            if rd.messages and sim.crash_point(now):
-                self.crash(now, "after persist, before send")
-                break
-            out.extend((m.to, m) for m in rd.messages)
-            if rd.snapshot is not None:
-                self.app = AppState.decode(rd.snapshot.data)
-                sim.checker.on_restore(now, self.node_id, self.app.index, self.app.digest)
-                self._last_snapshot_index = rd.snapshot.index
-            for e in rd.committed_entries:
-                self.app.digest = sim.checker.on_apply(
-                    now, self.node_id, self.app.index, self.app.digest, e
-                )
-                self.app.index = e.index
-                if e.kind is EntryKind.NORMAL:
-                    self.app.payloads.append(e.data)
-                    sim.applied_payloads[e.data] = sim.applied_payloads.get(e.data, 0) + 1
-            if rd.cluster_conflicts:
-                sim.conflicts.setdefault(self.node_id, []).extend(rd.cluster_conflicts)
-            node.advance(rd)
-            if self.app.index - self._last_snapshot_index >= sim.params.snapshot_threshold:
-                snap = node.compact(self.app.index, self.app.encode())
-                self.disk.save_snapshot(snap, node.first_index())
-                self._last_snapshot_index = snap.index
-                sim.stats["snapshots_taken"] += 1
-        for _, m in out:
-            sim.stats["msgs"] += 1
+        if sim.crash_point(now):
+            self.crash(now, "before persist")
+            return []
+        self.disk.persist(rd.snapshot, rd.entries, rd.hard_state)
+        if rd.messages and sim.crash_point(now):
+            self.crash(now, "after persist, before send")
+            return []
+        out = [(m.to, m) for m in rd.messages]
+        sim.stats["msgs"] += len(out)
+        checker = sim.checker_for(node)
+        if rd.snapshot is not None:
+            self.app = AppState.decode(rd.snapshot.data)
+            checker.on_restore(now, self.node_id, self.app.index, self.app.digest)
+            self._last_snapshot_index = rd.snapshot.index
+        app = self.app
+        for e in rd.committed_entries:
+            app.digest = checker.on_apply(now, self.node_id, app.index, app.digest, e)
+            app.index = e.index
+            if e.kind is EntryKind.NORMAL:
+                app.payloads.append(e.data)
+                sim.applied_payloads[e.data] = sim.applied_payloads.get(e.data, 0) + 1
+        if rd.cluster_conflicts:
+            sim.conflicts.setdefault(self.node_id, []).extend(rd.cluster_conflicts)
+            sim.event(now, f"{self.node_id} detects {rd.cluster_conflicts}")
+        node.advance(rd)
+        if app.index - self._last_snapshot_index >= sim.params.snapshot_threshold:
+            snap = node.compact(app.index, app.encode())
+            self.disk.save_snapshot(snap, node.first_index())
+            self._last_snapshot_index = snap.index
+            sim.stats["snapshots_taken"] += 1
+        for m in rd.messages:
             if m.snapshot is not None:
                 sim.stats["snapshots_sent"] += 1
         return out
@@ -268,6 +281,12 @@ class SimResult:
         )
 
 
+MODES = ("peers", "seed_join", "peers_change", "two_seeds")
+"""peers: bootstrap.peers; seed_join: n0 seeds, the rest join (voters up to a max quorum size,
+then learners); peers_change: n0..n(k-2) peers, the last joins as learner, is promoted, then a
+random voter is removed; two_seeds: n0 and n1 both seed (misconfiguration) and must detect it."""
+
+
 class RaftSim:
     """A whole simulated cluster. Use :func:`run_seed` unless a test needs to steer it."""
 
@@ -284,11 +303,12 @@ class RaftSim:
         assert nodes >= 1
         self.seed = seed
         self.rng = random.Random(seed)
-        self.params = params or SimParams()
         self.faults = faults or SimFaults.draw(self.rng)
+        self.params = params or SimParams.draw(self.rng)
         self.net: SimNetwork[Message] = SimNetwork(self.rng, self.faults.net)
         self.world: SimWorld[Message] = SimWorld(self.net)
         self.checker = RaftChecker()
+        self.checkers: dict[str, RaftChecker] = {"": self.checker}
         self.verbose = verbose
         self.node_hook = node_hook
         self._trace = hashlib.blake2b(digest_size=16)
@@ -301,10 +321,11 @@ class RaftSim:
             "partitions": 0,
         }
         self.applied_payloads: dict[bytes, int] = {}
-        self.conflicts: dict[str, list] = {}
+        self.conflicts: dict[str, list[ClusterConflict]] = {}
         self.hold_down: dict[str, bool] = {}
         self.ids = [f"n{i}" for i in range(nodes)]
         self.mode = mode or self.rng.choice(["peers", "peers", "seed_join", "peers_change"])
+        assert self.mode in MODES, self.mode
         self.quorum_size_max = 0
         if self.mode == "seed_join" and nodes >= 4 and self.rng.random() < 0.5:
             self.quorum_size_max = 3
@@ -315,6 +336,22 @@ class RaftSim:
             host = RaftHost(self, nid, self._maker(i, nid))
             self.hosts[nid] = host
             self.world.add(host)
+
+    def checker_for(self, node: RaftNode | None) -> RaftChecker:
+        """One checker per cluster: only the two-seeds mode has more than one cluster."""
+        if self.mode != "two_seeds" or node is None:
+            return self.checker
+        checker = self.checkers.get(node.cluster_id)
+        if checker is None:
+            checker = self.checkers[node.cluster_id] = RaftChecker()
+        return checker
+
+    def all_violations(self) -> list[str]:
+        out = list(self.checker.violations)
+        for cid, checker in self.checkers.items():
+            if checker is not self.checker:
+                out.extend(f"[cluster {cid}] {v}" for v in checker.violations)
+        return out
 
     def _hooked(self, node: RaftNode) -> RaftNode:
         if self.node_hook is not None:
@@ -335,8 +372,9 @@ class RaftSim:
                 if nid in initial:
                     return self._hooked(RaftNode.bootstrap_peers(cfg, initial))
                 return self._hooked(RaftNode.join(cfg))
-            if i == 0:
-                return self._hooked(RaftNode.bootstrap_seed(cfg, cluster_id=f"seed-{self.seed}"))
+            if i == 0 or (self.mode == "two_seeds" and i == 1):
+                cid = f"seed-{self.seed}-{nid}" if self.mode == "two_seeds" else f"seed-{self.seed}"
+                return self._hooked(RaftNode.bootstrap_seed(cfg, cluster_id=cid))
             return self._hooked(RaftNode.join(cfg))
 
         return make
@@ -371,7 +409,7 @@ class RaftSim:
         except RaftError:
             return False
         self.stats["proposals"] += 1
-        self.checker.observe(now, leader)
+        self.checker_for(leader).observe(now, leader)
         return True
 
     def _conf_change(self, now: int, leader: RaftNode, cc: ConfChange) -> None:
@@ -381,14 +419,14 @@ class RaftSim:
             return
         self.stats["conf_changes"] += 1
         self.event(now, f"conf change {cc.kind.name} {cc.node_id} via {leader.id}")
-        self.checker.observe(now, leader)
+        self.checker_for(leader).observe(now, leader)
 
     def _membership(self, now: int, ticks: int) -> None:
         leader = self.leader()
         if leader is None or now % 7:
             return
         cs = leader.conf
-        if self.mode == "seed_join":
+        if self.mode in ("seed_join", "two_seeds"):
             for nid in self.ids:
                 cc = join_change(cs, nid, self.quorum_size_max)
                 if cc is not None and nid not in cs.members():
@@ -405,6 +443,23 @@ class RaftSim:
                 if victim in cs.voters and len(cs.voters) > 2:
                     self.removal_done = True
                     self._conf_change(now, leader, ConfChange(ConfChangeKind.REMOVE_NODE, victim))
+
+    def _probe(self, now: int) -> None:
+        """Every live node announces its cluster id to everyone (the driver's NATS broadcast)."""
+        for nid, node in self.live_nodes().items():
+            probe = node.cluster_probe()
+            for other in self.ids:
+                if other != nid:
+                    self.net.send(now, nid, other, probe)
+
+    def _two_seeds_detected(self) -> bool:
+        seeds = self.ids[:2]
+        return all(self.conflicts.get(s) for s in seeds)
+
+    def _check_two_seeds(self) -> None:
+        for s in self.ids[:2]:
+            if not self.conflicts.get(s):
+                self.checker.add_violation(f"two seeds: {s} never detected the other cluster")
 
     def _faults_tick(self, now: int) -> None:
         f, rng = self.faults, self.rng
@@ -445,12 +500,21 @@ class RaftSim:
                 if self.rng.random() < self.params.propose_prob:
                     self._proposal_seq += 1
                     self.propose(now, f"p{self._proposal_seq}".encode())
+                if now % self.params.probe_every_ticks == 0:
+                    self._probe(now)
+                    if self.mode == "two_seeds" and self._two_seeds_detected():
+                        break
                 if now % 10 == 0:
                     self._trace_tick(now)
                 if now % 250 == 0:
                     self.checker.check_log_matching(now, self.live_nodes())
-            liveness = self._liveness()
-            self.checker.check_log_matching(self.world.now, self.live_nodes())
+            if self.mode == "two_seeds":
+                self._check_two_seeds()
+            else:
+                if self.conflicts:
+                    self.checker.add_violation(f"cluster conflict in one cluster: {self.conflicts}")
+                liveness = self._liveness()
+                self.checker.check_log_matching(self.world.now, self.live_nodes())
         except AssertionError:
             self.checker.add_violation(
                 f"t={self.world.now}: assertion failed in core:\n{traceback.format_exc()}"
@@ -459,6 +523,7 @@ class RaftSim:
             self.checker.add_violation(f"t={self.world.now}: exception:\n{traceback.format_exc()}")
         stats = dict(self.stats)
         stats.update(
+            conflict_nodes=len(self.conflicts),
             crashes=sum(h.crashes for h in self.hosts.values()),
             net_dropped=self.net.stats.dropped,
             net_cut=self.net.stats.cut,
@@ -471,7 +536,7 @@ class RaftSim:
             nodes=len(self.ids),
             ticks=ticks,
             mode=self.mode,
-            violations=list(self.checker.violations),
+            violations=self.all_violations(),
             trace_hash=self._trace.hexdigest(),
             stats=stats,
             liveness_ticks=liveness,

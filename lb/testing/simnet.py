@@ -100,7 +100,8 @@ class SimNetwork(Generic[M]):
                 return
             delay = f.delay_ticks_min
             if f.delay_ticks_max > f.delay_ticks_min:
-                delay = rng.randint(f.delay_ticks_min, f.delay_ticks_max)
+                span = f.delay_ticks_max - f.delay_ticks_min + 1
+                delay = f.delay_ticks_min + int(rng.random() * span)
             self._seq += 1
             heapq.heappush(self._heap, (now + delay, self._seq, src, dst, msg))
 
