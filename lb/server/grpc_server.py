@@ -17,6 +17,8 @@ from grpclib.health.check import ServiceStatus
 from grpclib.health.service import OVERALL, Health
 from grpclib.server import Server
 
+from lb.codec import PassthroughCodec
+
 log = logging.getLogger("lb.grpc")
 
 CLOSE_TIMEOUT_S = 2.0
@@ -60,7 +62,7 @@ class GrpcServer:
                 log.info("gRPC API stopped")
 
     async def _start(self) -> Server:
-        server = Server(self._services)
+        server = Server(self._services, codec=PassthroughCodec())
         await server.start(self._host, self._port)
         sockets = server._server.sockets if server._server else []
         self.bound_port = sockets[0].getsockname()[1] if sockets else self._port

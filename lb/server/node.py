@@ -17,9 +17,9 @@ cancelling it. Every task has this nursery as its owner; nothing is fire-and-for
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +29,14 @@ import trio_asyncio
 from nats.aio.client import Client as NatsClient
 
 from lb.config import Config
-from lb.metadata.effects import Effect
+from lb.metadata.model import MetadataState
 from lb.server.api import ApiService
 from lb.server.controller import MetadataController
 from lb.server.embedded_nats import EmbeddedNats
 from lb.server.grpc_server import GrpcServer, Readiness
 from lb.server.identity import load_or_create_server_id
+from lb.server.partition import Settings
+from lb.server.partitions import PartitionManager
 
 log = logging.getLogger("lb.server")
 
@@ -66,6 +68,7 @@ class Node:
         self._nats: NatsClient | None = None
         self._services_scope = trio.CancelScope()
         self.controller: MetadataController | None = None
+        self.partitions: PartitionManager | None = None
 
     async def run(
         self,
@@ -126,7 +129,23 @@ class Node:
         self.info.nats_url = ",".join(servers)
         self._nats = await self._connect_nats(servers)
 
-        api = ApiService()
+        settings = Settings(
+            server_id=self.info.server_id,
+            namespace=self.config.clustering.namespace,
+            data_dir=Path(self.config.data_dir),
+            batch_messages_max=self.config.batch_messages_max,
+            batch_time_ns_max=self.config.batch_time_ns_max,
+            replication_bytes_max=self.config.clustering.replication_bytes_max,
+            min_insync_replicas=self.config.clustering.min_insync_replicas,
+            stream_defaults=dataclasses.asdict(self.config.streams),
+        )
+        self.partitions = PartitionManager(settings, self._nats, self._metadata_state)
+        await services.start(self.partitions.run)
+
+        api = ApiService(self)
+        await trio_asyncio.aio_as_trio(self._nats.subscribe)(
+            f"{api.acks.prefix}.>", cb=api.acks.on_msg
+        )
         handlers = [api, self.readiness.health_service(api)]
         bind = self.config.bind_address
         grpc = GrpcServer(handlers, bind.host, bind.port)
@@ -152,15 +171,20 @@ class Node:
             snapshot_retain=clustering.raft_snapshot_retain,
             leader_timeout_ns=clustering.replica_leader_timeout_ns_max,
             log_recovery=cfg.logging.recovery,
-            on_effects=self._on_metadata_effects,
+            on_effects=self.partitions.on_effects,
         )
         await services.start(self.controller.run)
 
         self.readiness.set_serving(True)
 
-    def _on_metadata_effects(self, effects: Sequence[Effect]) -> None:
-        for effect in effects:
-            log.debug("metadata effect: %s", type(effect).__name__)
+    def _metadata_state(self) -> MetadataState:
+        assert self.controller is not None
+        return self.controller.state
+
+    @property
+    def nats(self) -> NatsClient:
+        assert self._nats is not None
+        return self._nats
 
     async def _connect_nats(self, servers: list[str]) -> NatsClient:
         cfg = self.config

@@ -1,0 +1,411 @@
+"""One stream partition on this server: its commit log and the tasks of its role.
+
+Leader pipeline, per batch (design.md: per batch, never per message, on every hot path)::
+
+    NATS subscription (asyncio callback) --offer--> IngestChannel (bounded)
+        --receive_batch--> writer task: parse envelopes, check OCC and size,
+            one append (one write call), fsync per policy (in a worker thread),
+            advance the HW, wake subscribers, publish acks (one asyncio hop per batch)
+
+Subscribers (gRPC handlers on the asyncio side) read committed records synchronously from the
+log and wait on :class:`~lb.server.bridge.AioNotifier` for the HW to move: no hop at all.
+
+The replication parts (followers, ISR, KIP-101 truncation) plug in here: the HW rule is
+"min over the ISR of what each replica has", which for an ISR of one is the leader's own
+ackable offset.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections import deque
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio_asyncio
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+
+from lb import envelope
+from lb.codec import AckError, AckPolicy
+from lb.metadata.model import Partition as PartitionMeta
+from lb.metadata.model import Stream
+from lb.server.bridge import AioNotifier, IngestChannel
+from lb.storage import CommitLog, FsyncPolicy, LogOptions, Record
+
+log = logging.getLogger("lb.partition")
+
+INGEST_CAPACITY = 8192
+HW_CHECKPOINT_INTERVAL_S = 5.0
+PENDING_ACKS_MAX = 100_000
+MS = 1_000_000
+
+
+class PartitionClosed(Exception):
+    """Why a partition stopped serving; subscribers end with this status (SUB-10)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code  # a grpclib Status name
+        self.message = message
+
+
+DELETED = PartitionClosed("NOT_FOUND", "commit log was deleted")
+PAUSED = PartitionClosed("FAILED_PRECONDITION", "commit log was closed")
+CLOSED = PartitionClosed("INTERNAL", "commit log was closed")
+NOT_LEADER = PartitionClosed(
+    "FAILED_PRECONDITION", "partition leader changed; refresh metadata and resubscribe"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Server-wide settings a partition needs (from the frozen Config)."""
+
+    server_id: str
+    namespace: str
+    data_dir: Path
+    batch_messages_max: int
+    batch_time_ns_max: int
+    replication_bytes_max: int
+    min_insync_replicas: int
+    stream_defaults: dict[str, Any]
+
+
+@dataclass(slots=True)
+class EventTimes:
+    """First and latest time (ns) of an event kind, local to this server (PMETA-3)."""
+
+    first_ns: int = 0
+    latest_ns: int = 0
+
+    def mark(self, now_ns: int) -> None:
+        if not self.first_ns:
+            self.first_ns = now_ns
+        self.latest_ns = now_ns
+
+
+@dataclass(slots=True)
+class _PendingAck:
+    offset: int
+    inbox: str
+    payload_fields: dict[str, Any]
+
+
+def log_options(stream: Stream, settings: Settings) -> LogOptions:
+    """Commit-log options: per-stream overrides (ms) over the server's ``streams.*`` defaults."""
+    d = settings.stream_defaults
+    c = stream.config
+
+    def ms(value: int | None, default_ns: int) -> int:
+        return default_ns if value is None else value * MS
+
+    retention_age = ms(c.retention_max_age_ms, d["retention_age_ns_max"])
+    segment_age = ms(c.segment_max_age_ms, d["segment_age_ns_max"] or retention_age)
+    policy = d["fsync_policy"]
+    if policy == "batch":
+        fsync = FsyncPolicy.batch()
+    elif policy == "interval":
+        fsync = FsyncPolicy.interval(d["fsync_interval_ns"])
+    elif policy == "messages":
+        fsync = FsyncPolicy.every_messages(d["fsync_messages"])
+    else:
+        fsync = FsyncPolicy.never()
+    return LogOptions(
+        segment_bytes_max=c.segment_max_bytes or d["segment_bytes_max"],
+        segment_age_ns_max=segment_age,
+        retention_bytes_max=(
+            d["retention_bytes_max"] if c.retention_max_bytes is None else c.retention_max_bytes
+        ),
+        retention_messages_max=(
+            d["retention_messages_max"]
+            if c.retention_max_messages is None
+            else c.retention_max_messages
+        ),
+        retention_age_ns_max=retention_age,
+        compact_enabled=d["compact_enabled"] if c.compact_enabled is None else c.compact_enabled,
+        cleaner_interval_ns=ms(c.cleaner_interval_ms, d["cleaner_interval_ns"]),
+        fsync=fsync,
+    )
+
+
+class PartitionRuntime:
+    """This server's replica of one partition. Created by the partition manager."""
+
+    def __init__(
+        self, settings: Settings, stream: Stream, meta: PartitionMeta, nats: NatsClient
+    ) -> None:
+        self.settings = settings
+        self.stream = stream
+        self.meta = meta
+        self.nats = nats
+        self.path = settings.data_dir / "streams" / stream.name / str(meta.id)
+        self.log: CommitLog | None = None
+        self.notifier = AioNotifier()
+        self.closed: PartitionClosed | None = None
+        self.readonly = meta.readonly
+        self.subscribers = 0
+        self.messages_received = EventTimes()
+        self.pause_times = EventTimes()
+        self.readonly_times = EventTimes()
+        self.opened = trio.Event()
+        self._ingest: IngestChannel[tuple[bytes, str, str]] = IngestChannel(INGEST_CAPACITY)
+        self._pending_all: deque[_PendingAck] = deque()
+        self._options = log_options(stream, settings)
+        self._occ = bool(stream.config.optimistic_concurrency_control)
+        self._ack_after_sync = self._options.fsync.kind == "batch"
+
+    # -- facts for the API (synchronous; callable from asyncio handlers) -------------------
+
+    @property
+    def is_leader(self) -> bool:
+        return self.meta.leader == self.settings.server_id
+
+    @property
+    def subject(self) -> str:
+        return self.stream.partition_subject(self.meta.id)
+
+    def hw(self) -> int:
+        return self.log.hw if self.log is not None else -1
+
+    def newest_offset(self) -> int:
+        return self.log.newest_offset if self.log is not None else -1
+
+    def oldest_offset(self) -> int:
+        return self.log.oldest_offset if self.log is not None else -1
+
+    def read_committed(self, offset: int, max_bytes: int) -> list[Record]:
+        """Records from ``offset`` up to the HW, at most ``max_bytes`` (at least one record)."""
+        if self.closed is not None:
+            raise self.closed
+        lg = self.log
+        if lg is None or offset > lg.hw:
+            return []
+        return lg.read_records(offset, max_bytes, max_offset=lg.hw)
+
+    def offset_for_timestamp(self, ts_ns: int) -> int | None:
+        return self.log.offset_for_timestamp(ts_ns) if self.log is not None else None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Open the log and serve the partition's role until cancelled."""
+        try:
+            self.log = await trio.to_thread.run_sync(CommitLog.open, self.path, self._options)
+            report = self.log.recovery_report
+            if not report.clean:
+                log.warning("%s: repaired the log on open: %s", self.name, report)
+            self.opened.set()
+            self.notifier.notify()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._checkpoint_loop)
+                nursery.start_soon(self._cleaner_loop)
+                if self.is_leader:
+                    self._become_leader()
+                    nursery.start_soon(self._writer)
+                    await self._subscribe_nats(nursery)
+        finally:
+            with trio.CancelScope(shield=True):
+                self._close_log()
+
+    @property
+    def name(self) -> str:
+        return f"{self.stream.name}/{self.meta.id}"
+
+    def _become_leader(self) -> None:
+        lg = self.log
+        assert lg is not None
+        # KIP-101: this leader epoch starts at our log end.
+        lg.epochs.assign(self.meta.leader_epoch, lg.next_offset)
+        # A one-replica ISR commits what the leader has; with followers the HW moves only as
+        # they fetch (partition replication).
+        self._advance_hw()
+
+    def stop(self, reason: PartitionClosed) -> None:
+        """Mark the partition closed for subscribers (the manager cancels its tasks)."""
+        self.closed = reason
+        self.notifier.close(reason)
+        self._ingest.close()
+
+    def _close_log(self) -> None:
+        lg, self.log = self.log, None
+        if lg is None:
+            return
+        try:
+            if self.closed is not DELETED:
+                lg.checkpoint_hw()
+            lg.close()
+        except Exception as exc:  # closing must not mask the reason we are stopping
+            log.warning("%s: closing the log: %s", self.name, exc)
+
+    def delete_data(self) -> None:
+        """Remove the partition's directory (after ``run`` has ended)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    # -- leader: ingest ---------------------------------------------------------------------
+
+    async def _subscribe_nats(self, nursery: trio.Nursery) -> None:
+        offer = self._ingest.offer
+
+        async def on_msg(msg: Msg) -> None:
+            await offer((msg.data, msg.subject, msg.reply))
+
+        queue = self.stream.group or ""
+        sub = await trio_asyncio.aio_as_trio(self.nats.subscribe)(
+            self.subject, queue=queue, cb=on_msg, pending_msgs_limit=INGEST_CAPACITY * 8
+        )
+        log.info("%s: leading, listening on %s", self.name, self.subject)
+        try:
+            await trio.sleep_forever()
+        finally:
+            # The connection may be closing already.
+            with trio.CancelScope(shield=True), trio.move_on_after(1), suppress(Exception):
+                await trio_asyncio.aio_as_trio(sub.unsubscribe)()
+
+    async def _writer(self) -> None:
+        settings = self.settings
+        batch_max = settings.batch_messages_max
+        wait_s = settings.batch_time_ns_max / 1e9
+        while True:
+            try:
+                batch = await self._ingest.receive_batch(batch_max)
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            if wait_s > 0 and len(batch) < batch_max:
+                with trio.move_on_after(wait_s):
+                    while len(batch) < batch_max:
+                        batch.extend(await self._ingest.receive_batch(batch_max - len(batch)))
+            await self._write_batch(batch)
+
+    async def _write_batch(self, batch: list[tuple[bytes, str, str]]) -> None:
+        lg = self.log
+        assert lg is not None
+        now_ns = time.time_ns()
+        self.messages_received.mark(now_ns)
+        if self.readonly:
+            return  # RO-3: raw NATS messages to a readonly partition are dropped, no ack
+        size_max = self.settings.replication_bytes_max
+        parse = envelope.parse_published
+        bodies: list[bytes] = []
+        acks: list[tuple[int, envelope.IngestMessage]] = []  # (index in bodies, message)
+        nacks: list[tuple[envelope.IngestMessage, int]] = []
+        next_offset = lg.next_offset
+        for data, subject, reply in batch:
+            m = parse(data, subject, reply)
+            if len(data) > size_max:
+                nacks.append((m, AckError.TOO_LARGE))
+                continue
+            if self._occ and m.expected_offset != -1 and m.expected_offset != next_offset:
+                nacks.append((m, AckError.INCORRECT_OFFSET))
+                continue
+            if m.ack_inbox and m.ack_policy != AckPolicy.NONE:
+                acks.append((len(bodies), m))
+            bodies.append(m.encode_body())
+            next_offset += 1
+        out: list[tuple[str, bytes]] = []
+        if bodies:
+            result = lg.append_bodies(bodies, now_ns, now_ns, self.meta.leader_epoch)
+            if result.sync_due:
+                await trio.to_thread.run_sync(lg.sync)
+            first = result.first_offset
+            for i, m in acks:
+                offset = first + i
+                if m.ack_policy == AckPolicy.ALL:
+                    if len(self._pending_all) < PENDING_ACKS_MAX:
+                        self._pending_all.append(_PendingAck(offset, m.ack_inbox, _ack(m, now_ns)))
+                    else:
+                        log.warning("%s: too many pending ALL acks; dropping one", self.name)
+                else:
+                    out.append(self._ack_bytes(offset, m.ack_inbox, _ack(m, now_ns)))
+            self._advance_hw()
+            out.extend(self._release_committed())
+        for m, error in nacks:
+            if m.ack_inbox:  # PUBA-7: error acks go out whenever there is an inbox
+                fields = _ack(m, now_ns)
+                out.append(self._ack_bytes(-1, m.ack_inbox, fields, error))
+        if out:
+            await trio_asyncio.aio_as_trio(self._publish_all)(out)
+
+    def _ackable_offset(self) -> int:
+        lg = self.log
+        assert lg is not None
+        return lg.durable_offset if self._ack_after_sync else lg.newest_offset
+
+    def _advance_hw(self) -> None:
+        """HW = min over the ISR of what each member has. Alone in the ISR: our own."""
+        lg = self.log
+        assert lg is not None
+        isr = self.meta.isr
+        min_isr = self.stream.config.min_isr or self.settings.min_insync_replicas
+        if len(isr) < min_isr:
+            return  # REPL-5: below min ISR nothing commits
+        if len(isr) == 1 and isr[0] == self.settings.server_id:
+            new_hw = self._ackable_offset()
+            if new_hw > lg.hw:
+                lg.set_hw(new_hw)
+                self.notifier.notify()
+
+    def _release_committed(self) -> list[tuple[str, bytes]]:
+        hw = self.log.hw if self.log is not None else -1
+        out = []
+        pending = self._pending_all
+        while pending and pending[0].offset <= hw:
+            p = pending.popleft()
+            out.append(self._ack_bytes(p.offset, p.inbox, p.payload_fields))
+        return out
+
+    def _ack_bytes(
+        self, offset: int, inbox: str, fields: dict[str, Any], error: int = AckError.OK
+    ) -> tuple[str, bytes]:
+        commit_ns = 0 if error == AckError.TOO_LARGE else time.time_ns()  # ACK-3
+        return inbox, envelope.encode_ack(
+            stream=self.stream.name,
+            partition_subject=self.stream.subject,
+            offset=offset if offset >= 0 else 0,
+            commit_timestamp_ns=commit_ns,
+            ack_error=int(error),
+            **fields,
+        )
+
+    async def _publish_all(self, out: list[tuple[str, bytes]]) -> None:
+        publish = self.nats.publish
+        for subject, data in out:
+            await publish(subject, data)
+
+    # -- chores -----------------------------------------------------------------------------
+
+    async def _checkpoint_loop(self) -> None:
+        last = -2
+        while True:
+            await trio.sleep(HW_CHECKPOINT_INTERVAL_S)
+            lg = self.log
+            if lg is not None and lg.hw != last:
+                last = lg.hw
+                await trio.to_thread.run_sync(lg.checkpoint_hw)
+
+    async def _cleaner_loop(self) -> None:
+        interval_s = max(1.0, self._options.cleaner_interval_ns / 1e9)
+        while True:
+            await trio.sleep(interval_s)
+            lg = self.log
+            if lg is None:
+                return
+            report = lg.clean(time.time_ns())
+            if report.deleted_segments or report.compacted_segments:
+                log.info("%s: cleaner: %s", self.name, report)
+                self.notifier.notify()
+
+
+def _ack(m: envelope.IngestMessage, reception_ns: int) -> dict[str, Any]:
+    return {
+        "msg_subject": m.subject,
+        "ack_inbox": m.ack_inbox,
+        "correlation_id": m.correlation_id,
+        "ack_policy": m.ack_policy,
+        "reception_timestamp_ns": reception_ns,
+    }
