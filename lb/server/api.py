@@ -158,36 +158,100 @@ class ApiService:
             Cardinality.STREAM_STREAM,
         )
         rpcs: list[tuple[str, Callable[..., Any], Cardinality, Any, Any]] = [
-            ("CreateStream", self.create_stream, unary, api.CreateStreamRequest,
-             api.CreateStreamResponse),
-            ("DeleteStream", self.delete_stream, unary, api.DeleteStreamRequest,
-             api.DeleteStreamResponse),
-            ("PauseStream", self.pause_stream, unary, api.PauseStreamRequest,
-             api.PauseStreamResponse),
-            ("SetStreamReadonly", self.set_stream_readonly, unary,
-             api.SetStreamReadonlyRequest, api.SetStreamReadonlyResponse),
+            (
+                "CreateStream",
+                self.create_stream,
+                unary,
+                api.CreateStreamRequest,
+                api.CreateStreamResponse,
+            ),
+            (
+                "DeleteStream",
+                self.delete_stream,
+                unary,
+                api.DeleteStreamRequest,
+                api.DeleteStreamResponse,
+            ),
+            (
+                "PauseStream",
+                self.pause_stream,
+                unary,
+                api.PauseStreamRequest,
+                api.PauseStreamResponse,
+            ),
+            (
+                "SetStreamReadonly",
+                self.set_stream_readonly,
+                unary,
+                api.SetStreamReadonlyRequest,
+                api.SetStreamReadonlyResponse,
+            ),
             ("Subscribe", self.subscribe, stream_out, api.SubscribeRequest, bytes),
-            ("FetchMetadata", self.fetch_metadata, unary, api.FetchMetadataRequest,
-             api.FetchMetadataResponse),
-            ("FetchPartitionMetadata", self.fetch_partition_metadata, unary,
-             api.FetchPartitionMetadataRequest, api.FetchPartitionMetadataResponse),
+            (
+                "FetchMetadata",
+                self.fetch_metadata,
+                unary,
+                api.FetchMetadataRequest,
+                api.FetchMetadataResponse,
+            ),
+            (
+                "FetchPartitionMetadata",
+                self.fetch_partition_metadata,
+                unary,
+                api.FetchPartitionMetadataRequest,
+                api.FetchPartitionMetadataResponse,
+            ),
             ("Publish", self.publish, unary, api.PublishRequest, api.PublishResponse),
             ("PublishAsync", self.publish_async, bidi, codec.RawBytes, bytes),
-            ("PublishToSubject", self.publish_to_subject, unary, api.PublishToSubjectRequest,
-             api.PublishToSubjectResponse),
-            ("SetCursor", self.unimplemented, unary, api.SetCursorRequest,
-             api.SetCursorResponse),
-            ("FetchCursor", self.unimplemented, unary, api.FetchCursorRequest,
-             api.FetchCursorResponse),
-            ("JoinConsumerGroup", self.unimplemented, unary, api.JoinConsumerGroupRequest,
-             api.JoinConsumerGroupResponse),
-            ("LeaveConsumerGroup", self.unimplemented, unary, api.LeaveConsumerGroupRequest,
-             api.LeaveConsumerGroupResponse),
-            ("FetchConsumerGroupAssignments", self.unimplemented, unary,
-             api.FetchConsumerGroupAssignmentsRequest, api.FetchConsumerGroupAssignmentsResponse),
-            ("ReportConsumerGroupCoordinator", self.unimplemented, unary,
-             api.ReportConsumerGroupCoordinatorRequest,
-             api.ReportConsumerGroupCoordinatorResponse),
+            (
+                "PublishToSubject",
+                self.publish_to_subject,
+                unary,
+                api.PublishToSubjectRequest,
+                api.PublishToSubjectResponse,
+            ),
+            (
+                "SetCursor",
+                self.unimplemented("SetCursor"),
+                unary,
+                api.SetCursorRequest,
+                api.SetCursorResponse,
+            ),
+            (
+                "FetchCursor",
+                self.unimplemented("FetchCursor"),
+                unary,
+                api.FetchCursorRequest,
+                api.FetchCursorResponse,
+            ),
+            (
+                "JoinConsumerGroup",
+                self.unimplemented("JoinConsumerGroup"),
+                unary,
+                api.JoinConsumerGroupRequest,
+                api.JoinConsumerGroupResponse,
+            ),
+            (
+                "LeaveConsumerGroup",
+                self.unimplemented("LeaveConsumerGroup"),
+                unary,
+                api.LeaveConsumerGroupRequest,
+                api.LeaveConsumerGroupResponse,
+            ),
+            (
+                "FetchConsumerGroupAssignments",
+                self.unimplemented("FetchConsumerGroupAssignments"),
+                unary,
+                api.FetchConsumerGroupAssignmentsRequest,
+                api.FetchConsumerGroupAssignmentsResponse,
+            ),
+            (
+                "ReportConsumerGroupCoordinator",
+                self.unimplemented("ReportConsumerGroupCoordinator"),
+                unary,
+                api.ReportConsumerGroupCoordinatorRequest,
+                api.ReportConsumerGroupCoordinatorResponse,
+            ),
         ]
         return {
             f"/proto.API/{name}": Handler(guard_handler(func), card, req, reply)
@@ -211,12 +275,15 @@ class ApiService:
     async def _metadata_request(self, request: Any, stream: Stream[Any, Any]) -> None:
         await self._controller.request(request, _remaining(stream))
 
-    async def unimplemented(self, stream: Stream[Any, Any]) -> None:
-        await stream.recv_message()
-        raise GRPCError(
-            Status.UNIMPLEMENTED,
-            f"{stream.method_name.rsplit('/', 1)[-1]} is not implemented by lb yet",
-        )
+    @staticmethod
+    def unimplemented(name: str) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
+        """A handler for an RPC lb does not serve yet (cursors, consumer groups)."""
+
+        async def handler(stream: Stream[Any, Any]) -> None:
+            await stream.recv_message()
+            raise GRPCError(Status.UNIMPLEMENTED, f"{name} is not implemented by lb yet")
+
+        return handler
 
     # -- stream management ------------------------------------------------------------------
 
@@ -437,9 +504,7 @@ class ApiService:
             await stream.send_message(api.PublishToSubjectResponse())
             return
         # PUBS-3: ack errors are not turned into statuses here.
-        await stream.send_message(
-            api.PublishToSubjectResponse(ack=api.Ack().parse(ack.to_bytes()))
-        )
+        await stream.send_message(api.PublishToSubjectResponse(ack=api.Ack().parse(ack.to_bytes())))
 
     async def _publish_and_wait(
         self,
@@ -697,7 +762,7 @@ class ApiService:
     @staticmethod
     def _last_offset_at_or_before(rt: PartitionRuntime, ts_ns: int) -> int:
         after = rt.offset_for_timestamp(ts_ns + 1)
-        last = (rt.newest_offset() if after is None else after - 1)
+        last = rt.newest_offset() if after is None else after - 1
         if last < max(rt.oldest_offset(), 0):
             raise GRPCError(
                 Status.INTERNAL,
