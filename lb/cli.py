@@ -25,6 +25,7 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lb.client.cli import add_commands as add_client_commands
     from lb.config import add_serve_arguments
 
     parser = argparse.ArgumentParser(
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     serve = commands.add_parser("serve", help="run an lb server")
     add_serve_arguments(serve)
+    add_client_commands(commands)
     return parser
 
 
@@ -97,8 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
-    parser.error(f"unknown command {args.command!r}")
-    return EXIT_USAGE
+    from lb.client.cli import run
+
+    return run(args)
 
 
 if __name__ == "__main__":
