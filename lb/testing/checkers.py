@@ -10,6 +10,7 @@ simulation run can report every problem of a seed at once:
   to it;
 - state-machine safety: every node applies the same entry at each index, in index order, and a
   restored snapshot equals the state other nodes had at that index;
+- durable votes: a node never persists two different votes in one term, nor a lower term;
 - liveness (checked by the simulator with :meth:`RaftChecker.add_violation`).
 """
 
@@ -19,7 +20,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from lb.raft import Entry, RaftNode, Role
+from lb.raft import Entry, HardState, RaftNode, Role
 
 VIOLATIONS_MAX = 50
 
@@ -43,6 +44,8 @@ class RaftChecker:
     digests: dict[int, bytes] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
     _seen: dict[str, tuple[Role, int, int]] = field(default_factory=dict)
+    _durable_terms: dict[str, int] = field(default_factory=dict)
+    _durable_votes: dict[tuple[str, int], str] = field(default_factory=dict)
 
     def add_violation(self, text: str) -> None:
         if len(self.violations) < VIOLATIONS_MAX:
@@ -57,7 +60,7 @@ class RaftChecker:
         if prev == key:
             return
         self._seen[node.id] = key
-        role, term, commit = key
+        role, term, _ = key
         if role is Role.LEADER and (prev is None or prev[0] is not Role.LEADER or prev[1] != term):
             other = self.leaders_by_term.get(term)
             if other is not None and other != node.id:
@@ -66,12 +69,37 @@ class RaftChecker:
                 )
             self.leaders_by_term[term] = node.id
             self._check_leader_completeness(now, node)
-        if role is Role.LEADER and prev is not None and commit > prev[2]:
-            for i in range(prev[2] + 1, commit + 1):
-                if i not in self.commit_terms:
-                    t = node.log.term(i)
-                    if t is not None:
-                        self.commit_terms[i] = (t, term)
+
+    def on_commit_persisted(
+        self, now: int, node: RaftNode, old_commit: int, new_commit: int
+    ) -> None:
+        """``node`` durably recorded commit index ``new_commit`` (was ``old_commit``).
+
+        Recorded at persist time, not when the leader's in-memory commit moves: a commit that
+        dies with its node before reaching the disk was never visible. The commit term is the
+        node's current term, an upper bound of the term in which the entry was committed (the
+        commit reached this node from a leader of that term), so the check stays sound.
+        """
+        term = node.term
+        for i in range(max(old_commit, 0) + 1, new_commit + 1):
+            if i not in self.commit_terms:
+                t = node.log.term(i)
+                if t is not None:
+                    self.commit_terms[i] = (t, term)
+
+    def on_hard_state(self, now: int, node_id: str, hs: HardState) -> None:
+        """A hard state reached the disk: terms never go back, one vote per term per node."""
+        prev_term = self._durable_terms.get(node_id, 0)
+        if hs.term < prev_term:
+            self.add_violation(f"t={now}: {node_id} persisted term {hs.term} after {prev_term}")
+        self._durable_terms[node_id] = hs.term
+        if hs.vote:
+            key = (node_id, hs.term)
+            voted = self._durable_votes.setdefault(key, hs.vote)
+            if voted != hs.vote:
+                self.add_violation(
+                    f"t={now}: {node_id} voted for {voted} and {hs.vote} in term {hs.term}"
+                )
 
     def forget(self, node_id: str) -> None:
         """The node crashed: its next observation starts fresh."""

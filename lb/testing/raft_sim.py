@@ -226,7 +226,13 @@ class RaftHost:
         if sim.crash_point(now):
             self.crash(now, "before persist")
             return []
+        old_commit = self.disk.hard_state.commit
         self.disk.persist(rd.snapshot, rd.entries, rd.hard_state)
+        if rd.hard_state is not None:
+            checker = sim.checker_for(node)
+            checker.on_hard_state(now, self.node_id, rd.hard_state)
+            if rd.hard_state.commit > old_commit:
+                checker.on_commit_persisted(now, node, old_commit, rd.hard_state.commit)
         if rd.messages and sim.crash_point(now):
             self.crash(now, "after persist, before send")
             return []

@@ -106,3 +106,62 @@ def test_simulate_tool_replays_a_seed() -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "seed=4 nodes=3" in proc.stdout and "1 runs, 0 failed" in proc.stdout
+
+
+def test_checkers_flag_each_kind_of_violation() -> None:
+    from lb.raft import (
+        ConfEntry,
+        ConfState,
+        Entry,
+        EntryKind,
+        HardState,
+        Role,
+        Snapshot,
+        encode_conf_entry,
+    )
+    from lb.testing.checkers import RaftChecker
+    from lb.testing.raft_net import make_config
+
+    conf = Entry(
+        1,
+        1,
+        EntryKind.CONF_CHANGE,
+        encode_conf_entry(ConfEntry(None, ConfState(("a", "b"), (), "c"))),
+    )
+
+    def node(node_id: str, data: bytes) -> RaftNode:
+        entries = [conf, Entry(2, 2, EntryKind.NORMAL, data), Entry(3, 3, EntryKind.NORMAL, b"y")]
+        return RaftNode.restart(make_config(node_id), HardState(3, "", 1), Snapshot(), entries)
+
+    a, b = node("a", b"x"), node("b", b"z")
+    chk = RaftChecker()
+    chk.check_log_matching(0, {"a": a, "b": b})
+    assert any("log matching" in v for v in chk.violations)
+
+    chk = RaftChecker()
+    for n in (a, b):
+        n.role = Role.LEADER
+        chk.observe(0, n)
+    assert any("election safety" in v for v in chk.violations)
+
+    chk = RaftChecker()
+    d = chk.on_apply(0, "a", 0, b"", conf)
+    chk.on_apply(0, "a", 1, d, Entry(2, 2, EntryKind.NORMAL, b"x"))
+    chk.on_apply(0, "b", 1, d, Entry(2, 2, EntryKind.NORMAL, b"z"))
+    assert any("state machine safety" in v for v in chk.violations)
+
+    chk = RaftChecker()
+    chk.on_hard_state(0, "a", HardState(4, "a", 0))
+    chk.on_hard_state(0, "a", HardState(4, "b", 0))
+    chk.on_hard_state(0, "a", HardState(3, "", 0))
+    assert len(chk.violations) == 2
+
+    chk = RaftChecker()
+    chk.commit_terms[2] = (2, 2)  # entry 2 (term 2) committed in term 2
+    b.term = 5
+    chk.observe(0, b)  # b leads term 5 but has a different entry at 2? same term 2: fine
+    assert not chk.violations
+    chk.commit_terms[3] = (4, 4)  # pretend entry 3 had term 4 when committed
+    b.term = 6
+    chk.observe(0, b)
+    assert any("leader completeness" in v for v in chk.violations)
