@@ -50,6 +50,7 @@ SUBSCRIBE_READ_BYTES_MAX = 1 << 20
 PUBLISH_ASYNC_INFLIGHT_MAX = 10_000
 PUBLISH_ASYNC_DRAIN_S = 5.0
 CREATE_WAIT_LEADERS_S = 5.0
+DEADLINE_MARGIN_S = 0.05
 _NUID_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -88,8 +89,17 @@ def guard_handler(func: Callable[[Stream[Any, Any]], Awaitable[None]]) -> Callab
 
 
 def _remaining(stream: Stream[Any, Any]) -> float | None:
+    """Seconds left before the call's deadline, less a margin, or None without a deadline.
+
+    The margin (10%, at most 50 ms) lets our own status (DeadlineExceeded, Internal "raft
+    operation timed out") reach the client before its deadline fires locally; otherwise the
+    client only sees its own timeout and never the reason.
+    """
     deadline = stream.deadline
-    return None if deadline is None else max(0.0, deadline.time_remaining())
+    if deadline is None:
+        return None
+    remaining = deadline.time_remaining()
+    return max(0.0, remaining - min(DEADLINE_MARGIN_S, remaining * 0.1))
 
 
 def _config(req: api.CreateStreamRequest) -> StreamConfig:
@@ -330,6 +340,10 @@ class ApiService:
         req: api.DeleteStreamRequest = await stream.recv_message()
         check_not_reserved(req.name)
         await self._metadata_request(prop.delete_stream_request(req.name), stream)
+        # Best effort, like the create: return once this server's copy of the data is gone.
+        deadline = time.monotonic() + CREATE_WAIT_LEADERS_S
+        while self._partitions.stopping(req.name) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         await stream.send_message(api.DeleteStreamResponse())
 
     async def pause_stream(self, stream: Stream[Any, Any]) -> None:
@@ -361,6 +375,19 @@ class ApiService:
             )
             for b in queries.broker_views(state, controller.members(), first=me)
         ]
+        if not brokers or brokers[0].id != me:
+            # Not registered in the metadata yet (just started): list ourselves anyway, first.
+            advertise = self.node.config.advertise_address
+            brokers.insert(
+                0,
+                api.Broker(
+                    id=me,
+                    host=advertise.host,
+                    port=advertise.port or self.node.info.grpc_port,
+                    partition_count=state.partition_load().get(me, 0),
+                    leader_count=state.leader_load().get(me, 0),
+                ),
+            )
         out = []
         for view in queries.stream_views(state, req.streams):
             if isinstance(view, queries.UnknownStream):
@@ -641,7 +668,11 @@ class ApiService:
                     p = self._publish_checks(req.stream, req.partition, req.ack_policy)
                     await self._resume_if_paused(req.stream, req.partition, None)
                 except MetadataError as err:
-                    error(req.correlation_id, _ASYNC_CODES.get(err.code.name, 0), err.message)
+                    text = err.message
+                    if not req.stream:
+                        # PUBA-2: existence is checked first, so "no such stream: ".
+                        text = f"no such stream: {req.stream}"
+                    error(req.correlation_id, _ASYNC_CODES.get(err.code.name, 0), text)
                     continue
                 except GRPCError as err:
                     code = (

@@ -10,11 +10,13 @@ nursery, so stopping one never touches another.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import trio
 from nats.aio.client import Client as NatsClient
@@ -41,6 +43,7 @@ class _Slot:
     runtime: PartitionRuntime
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     done: trio.Event = field(default_factory=trio.Event)
+    delete: bool = False  # remove the data once the log is closed
 
 
 class PartitionManager:
@@ -55,10 +58,17 @@ class PartitionManager:
         self._slots: dict[Key, _Slot] = {}
         self._nursery: trio.Nursery | None = None
         self._pending: list[Sequence[fx.Effect]] = []
+        # Partitions being stopped: a new incarnation of the same key waits for the old one
+        # to close its log (and delete its data) before opening the directory.
+        self._closing: dict[Key, trio.Event] = {}
 
     def get(self, stream: str, partition: int) -> PartitionRuntime | None:
         slot = self._slots.get((stream, partition))
         return slot.runtime if slot is not None else None
+
+    def stopping(self, stream: str) -> bool:
+        """True while a stopped partition of ``stream`` is still closing or deleting its data."""
+        return any(key[0] == stream for key in self._closing)
 
     def runtimes(self) -> list[PartitionRuntime]:
         return [s.runtime for s in self._slots.values()]
@@ -92,21 +102,20 @@ class PartitionManager:
             for p in stream.partitions:
                 if me in p.replicas and not p.paused:
                     wanted[(stream.name, p.id)] = (stream, p)
-        previous: dict[Key, trio.Event] = {}
         for key, slot in list(self._slots.items()):
             rt = slot.runtime
             target = wanted.get(key)
             if target is None:
                 if key[0] in deleted or key[0] not in state.streams:
-                    previous[key] = self._stop(key, DELETED, delete=True)
+                    self._stop(key, DELETED, delete=True)
                 else:
-                    previous[key] = self._stop(key, PAUSED)
+                    self._stop(key, PAUSED)
                 continue
             stream, meta = target
             recreated = stream.creation_timestamp_ns != rt.stream.creation_timestamp_ns
             if recreated or meta.leader_epoch != rt.meta.leader_epoch:
                 # A new incarnation or a new leader generation: restart the role from scratch.
-                previous[key] = self._stop(key, DELETED if recreated else NOT_LEADER)
+                self._stop(key, DELETED if recreated else NOT_LEADER, delete=recreated)
                 continue
             rt.stream = stream
             rt.meta = meta
@@ -116,7 +125,7 @@ class PartitionManager:
                 rt.notifier.notify()
         for key, (stream, meta) in wanted.items():
             if key not in self._slots:
-                self._start(key, stream, meta, previous.get(key))
+                self._start(key, stream, meta, self._closing.get(key))
 
     def _start(
         self, key: Key, stream: Stream, meta: PartitionMeta, after: trio.Event | None
@@ -127,28 +136,41 @@ class PartitionManager:
         self._slots[key] = slot
         self._nursery.start_soon(self._run_slot, slot, after, name=f"partition {runtime.name}")
 
-    def _stop(self, key: Key, reason: PartitionClosed, delete: bool = False) -> trio.Event:
-        """Stop a partition; returns an event set once its log is closed."""
+    def _stop(self, key: Key, reason: PartitionClosed, delete: bool = False) -> None:
+        """Stop a partition. Its data, if ``delete``, goes once its log is closed; until then
+        ``_closing[key]`` holds back a new incarnation of the same partition."""
         slot = self._slots.pop(key)
         rt = slot.runtime
         rt.stop(reason)
+        slot.delete = delete
         slot.scope.cancel()
-        if delete:
-            # Remove the data now, before a stream of the same name can be created again.
-            shutil.rmtree(rt.path, ignore_errors=True)
+        self._closing[key] = slot.done
         log.info("%s: stopped (%s)", rt.name, reason.message)
-        return slot.done
 
     async def _run_slot(self, slot: _Slot, after: trio.Event | None) -> None:
+        rt = slot.runtime
+        key = (rt.stream.name, rt.meta.id)
         try:
             with slot.scope:
                 if after is not None:
                     await after.wait()  # the previous incarnation must close its log first
-                await slot.runtime.run()
+                await rt.run()
         except Exception:
-            log.exception("%s: partition task failed", slot.runtime.name)
-            slot.runtime.stop(PartitionClosed("INTERNAL", "commit log was closed"))
-            if self._slots.get((slot.runtime.stream.name, slot.runtime.meta.id)) is slot:
-                del self._slots[(slot.runtime.stream.name, slot.runtime.meta.id)]
+            log.exception("%s: partition task failed", rt.name)
+            rt.stop(PartitionClosed("INTERNAL", "commit log was closed"))
+            if self._slots.get(key) is slot:
+                del self._slots[key]
         finally:
+            if slot.delete:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(_delete_partition_dir, rt.path)
+            if self._closing.get(key) is slot.done:
+                del self._closing[key]
             slot.done.set()
+
+
+def _delete_partition_dir(path: Path) -> None:
+    """Remove a partition's directory, and its stream's directory once it is empty."""
+    shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()  # fails while other partitions of the stream still have data

@@ -1,0 +1,168 @@
+"""Helpers for the data-plane end-to-end tests (the fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from grpclib.client import Stream
+from grpclib.const import Cardinality
+from grpclib.exceptions import GRPCError
+
+from lb._proto import proto as api
+
+SERVER_ID = "dp1"
+_names = itertools.count()
+
+
+def unique(prefix: str = "s") -> str:
+    """A stream name (and subject) no other test in the session uses."""
+    return f"{prefix}{next(_names)}p{os.getpid()}"
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[Any]], timeout_s: float = 10.0, what: str = "condition"
+) -> Any:
+    """Poll an async check until it returns something truthy; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}; last value {last!r}")
+
+
+async def create(client: api.ApiStub, name: str, subject: str | None = None, **kw: Any) -> None:
+    await client.create_stream(api.CreateStreamRequest(subject=subject or name, name=name, **kw))
+
+
+async def publish(
+    client: api.ApiStub,
+    stream: str,
+    value: bytes,
+    *,
+    partition: int = 0,
+    key: bytes = b"",
+    ack_policy: api.AckPolicy = api.AckPolicy.ALL,
+    timeout: float | None = 5,
+    **kw: Any,
+) -> api.PublishResponse:
+    req = api.PublishRequest(
+        stream=stream, partition=partition, key=key, value=value, ack_policy=ack_policy, **kw
+    )
+    return await client.publish(req, timeout=timeout)
+
+
+async def read(
+    client: api.ApiStub,
+    stream: str,
+    *,
+    partition: int = 0,
+    start: api.StartPosition = api.StartPosition.EARLIEST,
+    stop: api.StopPosition = api.StopPosition.STOP_LATEST,
+    count: int | None = None,
+    timeout: float = 10,
+    **kw: Any,
+) -> tuple[list[api.Message], GRPCError | None]:
+    """Subscribe and collect messages until the stream ends or ``count`` have arrived.
+
+    Checks and swallows the empty handshake (SUB-3). Returns the messages and the status
+    that ended the stream (None when ``count`` was reached).
+    """
+    req = api.SubscribeRequest(
+        stream=stream, partition=partition, start_position=start, stop_position=stop, **kw
+    )
+    out: list[api.Message] = []
+    try:
+        async with asyncio.timeout(timeout):
+            first = True
+            async for m in client.subscribe(req, timeout=timeout):
+                if first:
+                    first = False
+                    assert m == api.Message(), "the first message is the empty handshake"
+                    continue
+                out.append(m)
+                if count is not None and len(out) >= count:
+                    return out, None
+    except GRPCError as err:
+        return out, err
+    return out, None
+
+
+class Sub:
+    """A subscription running in the background: messages collect in ``messages``.
+
+    ``await sub.ready()`` returns once the handshake arrived (the server has set up the
+    subscription); ``await sub.ended()`` returns the status that ended it (None for OK).
+    """
+
+    def __init__(self, client: api.ApiStub, stream: str, **kw: Any) -> None:
+        kw.setdefault("start_position", api.StartPosition.EARLIEST)
+        self.request = api.SubscribeRequest(stream=stream, **kw)
+        self.messages: list[api.Message] = []
+        self.handshake = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._task = asyncio.ensure_future(self._run(client))
+
+    async def _run(self, client: api.ApiStub) -> GRPCError | None:
+        try:
+            async for m in client.subscribe(self.request, timeout=60):
+                if not self.handshake.is_set():
+                    assert m == api.Message(), "the first message is the empty handshake"
+                    self.handshake.set()
+                    continue
+                self.messages.append(m)
+                self._changed.set()
+        except GRPCError as err:
+            return err
+        finally:
+            self._changed.set()
+        return None
+
+    async def ready(self, timeout_s: float = 10) -> None:
+        await asyncio.wait_for(self.handshake.wait(), timeout_s)
+
+    async def wait_count(self, n: int, timeout_s: float = 10) -> list[api.Message]:
+        async with asyncio.timeout(timeout_s):
+            while len(self.messages) < n:
+                if self._task.done():
+                    raise AssertionError(f"subscription ended: {self._task.result()!r}")
+                self._changed.clear()
+                await self._changed.wait()
+        return self.messages
+
+    async def ended(self, timeout_s: float = 10) -> GRPCError | None:
+        return await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+
+    def cancel(self) -> None:
+        self._task.cancel()
+
+    @property
+    def done(self) -> bool:
+        return self._task.done()
+
+
+@contextlib.asynccontextmanager
+async def publish_async_stream(
+    client: api.ApiStub, timeout_s: float = 30
+) -> AsyncIterator[Stream[api.PublishRequest, api.PublishResponse]]:
+    """A raw grpclib PublishAsync stream: send requests and read responses at will."""
+    async with client.channel.request(
+        "/proto.API/PublishAsync",
+        Cardinality.STREAM_STREAM,
+        api.PublishRequest,
+        api.PublishResponse,
+        timeout=timeout_s,
+    ) as st:
+        yield st
+
+
+def headers_of(m: api.Message) -> dict[str, bytes]:
+    return dict(m.headers)
