@@ -684,7 +684,7 @@ class SimResult:
     def replay_command(self) -> str:
         cmd = f"python tools/simulate_repl.py --seed {self.seed} --replicas {self.replicas}"
         cmd += f" --ticks {self.ticks}"
-        return cmd + (f" --bug {self.bug}" if self.bug else "") + " -v"
+        return cmd + (f" --bug {self.bug}" if self.bug else "") + " --verbose"
 
 
 class ReplSim:

@@ -41,6 +41,8 @@ def test_sweep_exercises_the_faults() -> None:
         for k, v in r.stats.items():
             total[k] = total.get(k, 0) + v
         assert 0 <= r.liveness_ticks < 200
+        if r.stats["sync_every_ticks"] == 0:  # strict fsync: nothing is ever excused
+            assert r.stats["tainted"] == 0 and r.stats["excused"] == 0, seed
     for key in ("crashes", "partitions", "isr_changes", "elections", "restart_elections",
                 "truncated_entries", "all_acked", "leader_acked", "net_dropped"):
         assert total[key] > 0, key
