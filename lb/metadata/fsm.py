@@ -232,6 +232,11 @@ def _isr_target(state: MetadataState, op: pb.ShrinkIsrOp | pb.ExpandIsrOp) -> Pa
     partition = check_leader_generation(state, op.stream, op.partition, op.leader, op.leader_epoch)
     if op.replica not in partition.replicas:
         raise failed_precondition(f"{op.replica} not a replica")
+    if op.partition_epoch and op.partition_epoch != partition.epoch:
+        raise failed_precondition(
+            f"stale ISR change: based on partition epoch {op.partition_epoch}, "
+            f"current epoch {partition.epoch}"
+        )
     return partition
 
 

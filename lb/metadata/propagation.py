@@ -28,6 +28,7 @@ REQUEST_KINDS: tuple[str, ...] = (
     "expand_isr",
     "report_leader",
     "register_server",
+    "leader_restarted",
 )
 
 
@@ -81,7 +82,12 @@ def set_stream_readonly_request(
 
 
 def shrink_isr_request(
-    stream: str, partition: int, replica: str, leader: str, leader_epoch: int
+    stream: str,
+    partition: int,
+    replica: str,
+    leader: str,
+    leader_epoch: int,
+    partition_epoch: int = 0,
 ) -> pb.PropagatedRequest:
     return pb.PropagatedRequest(
         shrink_isr=pb.ShrinkIsrOp(
@@ -90,12 +96,18 @@ def shrink_isr_request(
             replica=replica,
             leader=leader,
             leader_epoch=leader_epoch,
+            partition_epoch=partition_epoch,
         )
     )
 
 
 def expand_isr_request(
-    stream: str, partition: int, replica: str, leader: str, leader_epoch: int
+    stream: str,
+    partition: int,
+    replica: str,
+    leader: str,
+    leader_epoch: int,
+    partition_epoch: int = 0,
 ) -> pb.PropagatedRequest:
     return pb.PropagatedRequest(
         expand_isr=pb.ExpandIsrOp(
@@ -104,6 +116,7 @@ def expand_isr_request(
             replica=replica,
             leader=leader,
             leader_epoch=leader_epoch,
+            partition_epoch=partition_epoch,
         )
     )
 
@@ -115,6 +128,16 @@ def report_leader_request(report: LeaderReport) -> pb.PropagatedRequest:
 def register_server_request(server_id: str, host: str, port: int) -> pb.PropagatedRequest:
     return pb.PropagatedRequest(
         register_server=pb.RegisterServerOp(id=server_id, host=host, port=port)
+    )
+
+
+def leader_restarted_request(
+    stream: str, partition: int, leader: str, leader_epoch: int
+) -> pb.PropagatedRequest:
+    return pb.PropagatedRequest(
+        leader_restarted=pb.LeaderRestartedRequest(
+            stream=stream, partition=partition, leader=leader, leader_epoch=leader_epoch
+        )
     )
 
 

@@ -41,6 +41,7 @@ from lb.metadata.errors import ErrorCode, MetadataError, internal
 from lb.metadata.failover import LeaderFailureTracker, LeaderReport
 from lb.metadata.fsm import MetadataFSM
 from lb.metadata.model import MetadataState, StreamConfig
+from lb.metadata.preconditions import check_leader_generation
 from lb.metadata.propagation import (
     decode_request,
     decode_response,
@@ -279,6 +280,18 @@ class MetadataController:
             )
         if kind == "report_leader":
             return self._tracker.report(state, LeaderReport.from_proto(body), time.time_ns())
+        if kind == "leader_restarted":
+            # Move leadership to another ISR member (they hold every committed offset); only
+            # when the restarted server is alone in the ISR does it lead again, in a new epoch.
+            p = check_leader_generation(
+                state, body.stream, body.partition, body.leader, body.leader_epoch
+            )
+            others = [r for r in p.isr if r != body.leader]
+            load = state.leader_load()
+            target = min(others, key=lambda r: (load.get(r, 0), r)) if others else body.leader
+            return mops.change_leader_op(
+                body.stream, body.partition, target, body.leader, body.leader_epoch
+            )
         field = {
             "delete_stream": "delete_stream",
             "pause_stream": "pause_stream",

@@ -536,3 +536,25 @@ def test_error_codes_map_to_grpc() -> None:
     assert ErrorCode.INTERNAL.grpc_code == 13
     assert ErrorCode.from_grpc_code(9) is ErrorCode.FAILED_PRECONDITION
     assert ErrorCode.from_grpc_code(14) is ErrorCode.UNKNOWN
+
+
+
+def test_isr_change_based_on_a_stale_partition_epoch_is_rejected() -> None:
+    """A late duplicate ExpandIsr must not undo a newer shrink (a conditional update)."""
+    d = Driver()
+    d.create("foo", rf=3)
+    p = d.fsm.state.partition("foo", 0)
+    assert p is not None
+    follower = p.replicas[1]
+    shrink = ops.shrink_isr_op("foo", 0, follower, p.leader, p.leader_epoch)
+    shrink.shrink_isr.partition_epoch = p.epoch
+    d.ok(shrink)
+    late = ops.expand_isr_op("foo", 0, follower, p.leader, p.leader_epoch)
+    late.expand_isr.partition_epoch = p.epoch  # based on the ISR before the shrink
+    err = d.err(late)
+    assert err.code is ErrorCode.FAILED_PRECONDITION and "stale ISR change" in err.message
+    current = d.fsm.state.partition("foo", 0)
+    assert current is not None and follower not in current.isr
+    fresh = ops.expand_isr_op("foo", 0, follower, p.leader, p.leader_epoch)
+    fresh.expand_isr.partition_epoch = current.epoch
+    d.ok(fresh)

@@ -140,6 +140,7 @@ def test_request_round_trips() -> None:
             "report_leader",
         ),
         (propagation.register_server_request("a", "localhost", 9292), "register_server"),
+        (propagation.leader_restarted_request("foo", 0, "a", 7), "leader_restarted"),
     ]
     assert {k for _, k in cases} == set(propagation.REQUEST_KINDS)
     for request, kind in cases:

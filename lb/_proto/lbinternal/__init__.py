@@ -131,6 +131,14 @@ class MetadataOp(betterproto.Message):
     expand_isr: "ExpandIsrOp" = betterproto.message_field(7, group="op")
     change_leader: "ChangeLeaderOp" = betterproto.message_field(8, group="op")
     register_server: "RegisterServerOp" = betterproto.message_field(9, group="op")
+    leader_restarted: "LeaderRestartedRequest" = betterproto.message_field(
+        10, group="op"
+    )
+    """
+    A restarted server finds itself recorded as a partition's leader: it must not lead
+     that leader epoch again (it may have lost an unsynced tail that followers hold), so
+     it asks the controller to move leadership (to another ISR member when there is one).
+    """
 
 
 @dataclass(eq=False, repr=False)
@@ -208,6 +216,12 @@ class ShrinkIsrOp(betterproto.Message):
     replica: str = betterproto.string_field(3)
     leader: str = betterproto.string_field(4)
     leader_epoch: int = betterproto.uint64_field(5)
+    partition_epoch: int = betterproto.uint64_field(6)
+    """
+    The partition epoch (ISR version) the leader based this change on; when set, apply
+     rejects it unless the partition is still at that epoch (a conditional update, as Kafka's
+     AlterPartition), so a late duplicate can never undo a newer ISR decision.
+    """
 
 
 @dataclass(eq=False, repr=False)
@@ -219,6 +233,12 @@ class ExpandIsrOp(betterproto.Message):
     replica: str = betterproto.string_field(3)
     leader: str = betterproto.string_field(4)
     leader_epoch: int = betterproto.uint64_field(5)
+    partition_epoch: int = betterproto.uint64_field(6)
+    """
+    The partition epoch (ISR version) the leader based this change on; when set, apply
+     rejects it unless the partition is still at that epoch (a conditional update, as Kafka's
+     AlterPartition), so a late duplicate can never undo a newer ISR decision.
+    """
 
 
 @dataclass(eq=False, repr=False)
@@ -288,6 +308,14 @@ class CreateStreamRequest(betterproto.Message):
 
 
 @dataclass(eq=False, repr=False)
+class LeaderRestartedRequest(betterproto.Message):
+    stream: str = betterproto.string_field(1)
+    partition: int = betterproto.int32_field(2)
+    leader: str = betterproto.string_field(3)
+    leader_epoch: int = betterproto.uint64_field(4)
+
+
+@dataclass(eq=False, repr=False)
 class PropagatedRequest(betterproto.Message):
     """
     A metadata request forwarded by a follower to the Raft leader over NATS. Requests that map
@@ -305,6 +333,14 @@ class PropagatedRequest(betterproto.Message):
     expand_isr: "ExpandIsrOp" = betterproto.message_field(7, group="request")
     report_leader: "ReportLeaderRequest" = betterproto.message_field(8, group="request")
     register_server: "RegisterServerOp" = betterproto.message_field(9, group="request")
+    leader_restarted: "LeaderRestartedRequest" = betterproto.message_field(
+        10, group="request"
+    )
+    """
+    A restarted server finds itself recorded as a partition's leader: it must not lead
+     that leader epoch again (it may have lost an unsynced tail that followers hold), so
+     it asks the controller to move leadership (to another ISR member when there is one).
+    """
 
 
 @dataclass(eq=False, repr=False)
