@@ -149,6 +149,7 @@ class LeaderReplication:
             change.replica,
             rt.settings.server_id,
             self.state.leader_epoch,
+            change.partition_epoch,
         )
         log.info(
             "%s: proposing to %s %s %s the ISR",
