@@ -325,6 +325,7 @@ class RaftSim:
             "proposals": 0,
             "conf_changes": 0,
             "partitions": 0,
+            "transfers": 0,
         }
         self.applied_payloads: dict[bytes, int] = {}
         self.conflicts: dict[str, list[ClusterConflict]] = {}
@@ -337,6 +338,7 @@ class RaftSim:
             self.quorum_size_max = 3
         self.removal_done = False
         self._proposal_seq = 0
+        self._last_lead: tuple[str, int] | None = None
         self.hosts: dict[str, RaftHost] = {}
         for i, nid in enumerate(self.ids):
             host = RaftHost(self, nid, self._maker(i, nid))
@@ -401,8 +403,13 @@ class RaftSim:
 
     def leader(self) -> RaftNode | None:
         best = None
-        for node in self.live_nodes().values():
-            if node.role is Role.LEADER and (best is None or node.term > best.term):
+        for host in self.hosts.values():
+            node = host.node
+            if (
+                node is not None
+                and node.role is Role.LEADER
+                and (best is None or node.term > best.term)
+            ):
                 best = node
         return best
 
@@ -469,6 +476,16 @@ class RaftSim:
 
     def _faults_tick(self, now: int) -> None:
         f, rng = self.faults, self.rng
+        if rng.random() < 0.003:  # graceful-shutdown style leadership transfer
+            leader = self.leader()
+            if leader is not None:
+                try:
+                    target = leader.transfer_leadership()
+                except RaftError:
+                    pass
+                else:
+                    self.stats["transfers"] += 1
+                    self.event(now, f"transfer {leader.id} -> {target}")
         if f.partition_prob and rng.random() < f.partition_prob:
             if rng.random() < 0.5:
                 victim = self.ids[rng.randrange(len(self.ids))]
@@ -506,6 +523,11 @@ class RaftSim:
                 if self.rng.random() < self.params.propose_prob:
                     self._proposal_seq += 1
                     self.propose(now, f"p{self._proposal_seq}".encode())
+                leader = self.leader()
+                lead_key = (leader.id, leader.term) if leader is not None else None
+                if lead_key != self._last_lead and lead_key is not None:
+                    self.event(now, f"leader {lead_key[0]} term {lead_key[1]}")
+                self._last_lead = lead_key
                 if now % self.params.probe_every_ticks == 0:
                     self._probe(now)
                     if self.mode == "two_seeds" and self._two_seeds_detected():

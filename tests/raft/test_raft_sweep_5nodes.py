@@ -11,7 +11,7 @@ import pytest
 from lb.testing.raft_sim import run_seed
 
 SEEDS = range(250)
-TICKS = 1000
+TICKS = 800
 
 
 @pytest.mark.parametrize("chunk", range(5))
