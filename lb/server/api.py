@@ -35,7 +35,7 @@ from lb.metadata import queries
 from lb.metadata.errors import MetadataError
 from lb.metadata.model import StreamConfig
 from lb.metadata.validation import check_not_reserved
-from lb.server.partition import PartitionClosed, PartitionRuntime
+from lb.server.partition import PartitionClosed, PartitionEvents, PartitionRuntime
 
 if TYPE_CHECKING:
     from lb.server.node import Node
@@ -158,6 +158,12 @@ class ApiService:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.acks = AckRouter(f"{node.config.clustering.namespace}.ack.{node.info.server_id}")
+        if node.partitions is not None and node.partitions.metadata_request is None:
+            # Partitions propose metadata changes (auto-pause) the way RPCs do.
+            node.partitions.metadata_request = self._metadata_call
+
+    async def _metadata_call(self, request: Any, timeout_s: float | None) -> None:
+        await self._controller.request(request, timeout_s)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -401,7 +407,11 @@ class ApiService:
                     subject=view.subject,
                     creation_timestamp=view.creation_timestamp_ns,
                     partitions={
-                        p.id: self._partition_metadata(p, self._partitions.get(view.name, p.id))
+                        p.id: self._partition_metadata(
+                            p,
+                            self._partitions.get(view.name, p.id),
+                            self._partitions.events(view.name, p.id),
+                        )
                         for p in view.partitions
                     },
                 )
@@ -409,7 +419,9 @@ class ApiService:
         await stream.send_message(api.FetchMetadataResponse(brokers=brokers, stream_metadata=out))
 
     @staticmethod
-    def _partition_metadata(p: Any, rt: PartitionRuntime | None) -> api.PartitionMetadata:
+    def _partition_metadata(
+        p: Any, rt: PartitionRuntime | None, events: PartitionEvents | None = None
+    ) -> api.PartitionMetadata:
         md = api.PartitionMetadata(
             id=p.id,
             leader=p.leader,
@@ -423,14 +435,16 @@ class ApiService:
         if rt is not None:
             md.high_watermark = rt.hw()
             md.newest_offset = rt.newest_offset()
+            events = rt.events
+        if events is not None:
             md.messages_received_timestamps = api.PartitionEventTimestamps(
-                rt.messages_received.first_ns, rt.messages_received.latest_ns
+                events.messages_received.first_ns, events.messages_received.latest_ns
             )
             md.pause_timestamps = api.PartitionEventTimestamps(
-                rt.pause_times.first_ns, rt.pause_times.latest_ns
+                events.pause.first_ns, events.pause.latest_ns
             )
             md.readonly_timestamps = api.PartitionEventTimestamps(
-                rt.readonly_times.first_ns, rt.readonly_times.latest_ns
+                events.readonly.first_ns, events.readonly.latest_ns
             )
         return md
 
@@ -555,11 +569,7 @@ class ApiService:
             key, value, headers, inbox, correlation_id, ack_policy, expected_offset
         )
         if len(data) > nats.max_payload:
-            raise GRPCError(
-                Status.UNKNOWN,
-                f"failed to publish to NATS: nats: maximum payload exceeded "
-                f"({len(data)} > {nats.max_payload})",
-            )
+            raise GRPCError(Status.UNKNOWN, _max_payload_text(len(data), nats.max_payload))
         if not wait:
             await nats.publish(subject, data)
             return None
@@ -693,10 +703,10 @@ class ApiService:
                     req.expected_offset,
                 )
                 if len(data) > nats.max_payload:
-                    error(
+                    error(  # PUBA-2: NATS failures are INTERNAL
                         req.correlation_id,
-                        codec.PublishAsyncErrorCode.BAD_REQUEST,
-                        "message exceeds the NATS max payload",
+                        codec.PublishAsyncErrorCode.INTERNAL,
+                        _max_payload_text(len(data), nats.max_payload),
                     )
                     continue
                 if req.ack_policy != codec.AckPolicy.NONE:
@@ -757,7 +767,8 @@ class ApiService:
         if pos == api.StartPosition.LATEST:
             return max(newest, 0)
         if pos == api.StartPosition.OFFSET:
-            return max(req.start_offset, oldest)
+            # SUB-6: negative or below the oldest: the oldest; past the end: the next new one.
+            return min(max(req.start_offset, oldest), newest + 1)
         if pos == api.StartPosition.TIMESTAMP:
             found = rt.offset_for_timestamp(req.start_timestamp)
             return newest + 1 if found is None else found
@@ -828,6 +839,11 @@ class ApiService:
                 await rt.notifier.wait()
             except PartitionClosed as closed:
                 raise _closed_error(closed) from None
+
+
+def _max_payload_text(size: int, max_payload: int) -> str:
+    """WIRE-4 / ACK-5: a message above the NATS max payload fails at the NATS publish."""
+    return f"failed to publish to NATS: nats: maximum payload exceeded ({size} > {max_payload})"
 
 
 _ASYNC_CODES = {

@@ -18,6 +18,7 @@ bridge, and the awaited thing is chosen so that it is cheap (design.md, stack-fe
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
@@ -122,30 +123,45 @@ class ShuttingDownError(RuntimeError):
 
 
 class IngestChannel(Generic[T]):
-    """A bounded channel from nats-py callbacks (asyncio) into one Trio consumer, in batches."""
+    """A bounded channel from nats-py callbacks (asyncio) into one Trio consumer, in batches.
 
-    def __init__(self, capacity: int) -> None:
+    Bounded in items (``capacity``) and in bytes (``bytes_max``, by the sizes the producer
+    declares): an offer waits while either bound is reached, except that an empty channel
+    always takes one item, however large.
+    """
+
+    def __init__(self, capacity: int, bytes_max: int = 1 << 62) -> None:
         self._send, self._recv = trio.open_memory_channel[T](capacity)
         self._space = asyncio.Event()
         self._space.set()
+        self._bytes_max = bytes_max
+        self._bytes = 0
+        self._sizes: deque[int] = deque()
 
-    async def offer(self, item: T) -> None:
-        """Called from asyncio code (a nats-py callback). Waits only while the channel is full."""
-        while True:
-            try:
-                self._send.send_nowait(item)
-                return
-            except trio.WouldBlock:
-                self._space.clear()
-                await self._space.wait()
+    @property
+    def bytes_queued(self) -> int:
+        return self._bytes
 
-    def offer_nowait(self, item: T) -> bool:
-        """Non-blocking offer; False when full (the caller drops or nacks)."""
+    def _try_send(self, item: T, size: int) -> bool:
+        if self._sizes and self._bytes + size > self._bytes_max:
+            return False
         try:
             self._send.send_nowait(item)
-            return True
         except trio.WouldBlock:
             return False
+        self._sizes.append(size)
+        self._bytes += size
+        return True
+
+    async def offer(self, item: T, size: int = 0) -> None:
+        """Called from asyncio code (a nats-py callback). Waits only while the channel is full."""
+        while not self._try_send(item, size):
+            self._space.clear()
+            await self._space.wait()
+
+    def offer_nowait(self, item: T, size: int = 0) -> bool:
+        """Non-blocking offer; False when full (the caller drops or nacks)."""
+        return self._try_send(item, size)
 
     async def receive_batch(self, max_items: int) -> list[T]:
         """Trio side: wait for one item, then drain up to ``max_items`` without waiting."""
@@ -155,6 +171,9 @@ class IngestChannel(Generic[T]):
                 batch.append(self._recv.receive_nowait())
             except trio.WouldBlock:
                 break
+        sizes = self._sizes
+        for _ in batch:
+            self._bytes -= sizes.popleft()
         self._space.set()
         return batch
 

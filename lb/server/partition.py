@@ -21,8 +21,9 @@ import logging
 import shutil
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +33,23 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from lb import envelope
+from lb._proto.lbinternal import PropagatedRequest
 from lb.codec import AckError, AckPolicy
+from lb.metadata import propagation as prop
 from lb.metadata.model import Partition as PartitionMeta
 from lb.metadata.model import Stream
 from lb.server.bridge import AioNotifier, IngestChannel
-from lb.storage import CommitLog, FsyncPolicy, LogOptions, Record
+from lb.storage import CleanReport, CommitLog, FsyncPolicy, LogOptions, Record
 
 log = logging.getLogger("lb.partition")
 
+MetadataRequest = Callable[[PropagatedRequest, float | None], Awaitable[None]]
+"""``controller.request`` (asyncio): executes a metadata request on the controller."""
+
 INGEST_CAPACITY = 8192
+INGEST_BYTES_MAX = 64 * 1024 * 1024
+WRITE_BATCH_BYTES_MAX = 8 * 1024 * 1024
+AUTO_PAUSE_REQUEST_TIMEOUT_S = 5.0
 HW_CHECKPOINT_INTERVAL_S = 5.0
 PENDING_ACKS_MAX = 100_000
 MS = 1_000_000
@@ -91,6 +100,19 @@ class EventTimes:
 
 
 @dataclass(slots=True)
+class PartitionEvents:
+    """A partition's event timestamps on this server (PMETA-3).
+
+    Owned by the partition manager rather than the runtime, so that they survive the
+    runtime's restart on pause/resume (the pause times are only visible after a resume).
+    """
+
+    messages_received: EventTimes = field(default_factory=EventTimes)
+    pause: EventTimes = field(default_factory=EventTimes)
+    readonly: EventTimes = field(default_factory=EventTimes)
+
+
+@dataclass(slots=True)
 class _PendingAck:
     offset: int
     inbox: str
@@ -138,23 +160,37 @@ class PartitionRuntime:
     """This server's replica of one partition. Created by the partition manager."""
 
     def __init__(
-        self, settings: Settings, stream: Stream, meta: PartitionMeta, nats: NatsClient
+        self,
+        settings: Settings,
+        stream: Stream,
+        meta: PartitionMeta,
+        nats: NatsClient,
+        events: PartitionEvents | None = None,
+        metadata_request: MetadataRequest | None = None,
     ) -> None:
         self.settings = settings
         self.stream = stream
         self.meta = meta
         self.nats = nats
+        self.metadata_request = metadata_request
         self.path = settings.data_dir / "streams" / stream.name / str(meta.id)
         self.log: CommitLog | None = None
         self.notifier = AioNotifier()
         self.closed: PartitionClosed | None = None
         self.readonly = meta.readonly
         self.subscribers = 0
-        self.messages_received = EventTimes()
-        self.pause_times = EventTimes()
-        self.readonly_times = EventTimes()
+        self.events = events if events is not None else PartitionEvents()
+        self.messages_received = self.events.messages_received
+        self.pause_times = self.events.pause
+        self.readonly_times = self.events.readonly
         self.opened = trio.Event()
-        self._ingest: IngestChannel[tuple[bytes, str, str]] = IngestChannel(INGEST_CAPACITY)
+        self._ingest: IngestChannel[tuple[bytes, str, str]] = IngestChannel(
+            INGEST_CAPACITY, INGEST_BYTES_MAX
+        )
+        # Serialises what must not overlap a sync running in a worker thread: appends (the
+        # writer holds it across append + sync) and cleaner steps.
+        self._io_lock = trio.Lock()
+        self._last_received = time.monotonic()  # auto-pause idleness (PAUSE-9)
         self._pending_all: deque[_PendingAck] = deque()
         self._options = log_options(stream, settings)
         self._occ = bool(stream.config.optimistic_concurrency_control)
@@ -208,6 +244,8 @@ class PartitionRuntime:
                 if self.is_leader:
                     self._become_leader()
                     nursery.start_soon(self._writer)
+                    if self.auto_pause_ns > 0:
+                        nursery.start_soon(self._auto_pause_loop)
                     await self._subscribe_nats(nursery)
         finally:
             with trio.CancelScope(shield=True):
@@ -253,7 +291,8 @@ class PartitionRuntime:
         offer = self._ingest.offer
 
         async def on_msg(msg: Msg) -> None:
-            await offer((msg.data, msg.subject, msg.reply))
+            data = msg.data
+            await offer((data, msg.subject, msg.reply), len(data))
 
         queue = self.stream.group or ""
         sub = await trio_asyncio.aio_as_trio(self.nats.subscribe)(
@@ -268,25 +307,55 @@ class PartitionRuntime:
                 await trio_asyncio.aio_as_trio(sub.unsubscribe)()
 
     async def _writer(self) -> None:
+        """Batches from the ingest channel: at most batch.max.messages and
+        WRITE_BATCH_BYTES_MAX per append, waiting up to batch.max.time to fill one (PART-6)."""
         settings = self.settings
         batch_max = settings.batch_messages_max
         wait_s = settings.batch_time_ns_max / 1e9
+        ingest = self._ingest
         while True:
             try:
-                batch = await self._ingest.receive_batch(batch_max)
+                batch = await self._receive_or_sync(batch_max)
             except (trio.EndOfChannel, trio.ClosedResourceError):
                 return
+            if batch is None:
+                continue
             if wait_s > 0 and len(batch) < batch_max:
                 with trio.move_on_after(wait_s):
-                    while len(batch) < batch_max:
-                        batch.extend(await self._ingest.receive_batch(batch_max - len(batch)))
-            await self._write_batch(batch)
+                    while len(batch) < batch_max and _batch_bytes(batch) < WRITE_BATCH_BYTES_MAX:
+                        batch.extend(await ingest.receive_batch(batch_max - len(batch)))
+            start = 0
+            while start < len(batch):
+                end, size = start, 0
+                while end < len(batch) and (end == start or size < WRITE_BATCH_BYTES_MAX):
+                    size += len(batch[end][0])
+                    end += 1
+                await self._write_batch(batch[start:end])
+                start = end
+
+    async def _receive_or_sync(self, batch_max: int) -> list[tuple[bytes, str, str]] | None:
+        """The next batch; or None after running a sync that the interval fsync policy made
+        due while no message arrived (otherwise an idle partition would never sync)."""
+        lg = self.log
+        assert lg is not None
+        deadline_ns = lg.sync_deadline_ns
+        if deadline_ns is None:
+            return await self._ingest.receive_batch(batch_max)
+        with trio.move_on_after(max(0.0, (deadline_ns - time.time_ns()) / 1e9)):
+            return await self._ingest.receive_batch(batch_max)
+        if lg.sync_due(time.time_ns()):
+            async with self._io_lock:
+                await trio.to_thread.run_sync(lg.sync)
+            if self._ack_after_sync:
+                self._advance_hw()
+        return None
 
     async def _write_batch(self, batch: list[tuple[bytes, str, str]]) -> None:
         lg = self.log
         assert lg is not None
         now_ns = time.time_ns()
         self.messages_received.mark(now_ns)
+        self._last_received = time.monotonic()
         if self.readonly:
             return  # RO-3: raw NATS messages to a readonly partition are dropped, no ack
         size_max = self.settings.replication_bytes_max
@@ -309,9 +378,10 @@ class PartitionRuntime:
             next_offset += 1
         out: list[tuple[str, bytes]] = []
         if bodies:
-            result = lg.append_bodies(bodies, now_ns, now_ns, self.meta.leader_epoch)
-            if result.sync_due:
-                await trio.to_thread.run_sync(lg.sync)
+            async with self._io_lock:
+                result = lg.append_bodies(bodies, now_ns, now_ns, self.meta.leader_epoch)
+                if result.sync_due:
+                    await trio.to_thread.run_sync(lg.sync)
             first = result.first_offset
             for i, m in acks:
                 offset = first + i
@@ -377,6 +447,57 @@ class PartitionRuntime:
         for subject, data in out:
             await publish(subject, data)
 
+    # -- auto-pause (PAUSE-9) -----------------------------------------------------------------
+
+    @property
+    def auto_pause_ns(self) -> int:
+        """Idle time after which the leader pauses the partition; 0 disables auto-pause."""
+        ms_value = self.stream.config.auto_pause_time_ms
+        if ms_value is not None:
+            return max(0, ms_value) * MS
+        return int(self.settings.stream_defaults.get("auto_pause_time_ns") or 0)
+
+    @property
+    def auto_pause_disable_if_subscribers(self) -> bool:
+        value = self.stream.config.auto_pause_disable_if_subscribers
+        if value is not None:
+            return value
+        return bool(self.settings.stream_defaults.get("auto_pause_disable_if_subscribers"))
+
+    async def _auto_pause_loop(self) -> None:
+        """Pause the partition through the controller once it has received nothing for the
+        auto-pause time (a never-written partition after one interval), unless subscribers
+        are attached and auto.pause.disable.if.subscribers is set."""
+        interval_s = self.auto_pause_ns / 1e9
+        self._last_received = time.monotonic()
+        while True:
+            idle_s = time.monotonic() - self._last_received
+            if idle_s < interval_s:
+                await trio.sleep(interval_s - idle_s)
+                continue
+            if self.auto_pause_disable_if_subscribers and self.subscribers > 0:
+                self._last_received = time.monotonic()  # look again one interval later
+                continue
+            if await self._request_pause():
+                # The pause's metadata effect stops this runtime; until then, stay quiet.
+                await trio.sleep_forever()
+            self._last_received = time.monotonic()  # failed: try again one interval later
+
+    async def _request_pause(self) -> bool:
+        if self.metadata_request is None:
+            log.warning("%s: cannot auto-pause: no metadata requester", self.name)
+            return False
+        request = prop.pause_stream_request(self.stream.name, [self.meta.id], False)
+        log.info("%s: idle for %.3fs; auto-pausing", self.name, self.auto_pause_ns / 1e9)
+        try:
+            await trio_asyncio.aio_as_trio(self.metadata_request)(
+                request, AUTO_PAUSE_REQUEST_TIMEOUT_S
+            )
+        except Exception as exc:  # a metadata error or no leader: retry later
+            log.warning("%s: auto-pause failed: %s", self.name, exc)
+            return False
+        return True
+
     # -- chores -----------------------------------------------------------------------------
 
     async def _checkpoint_loop(self) -> None:
@@ -395,10 +516,24 @@ class PartitionRuntime:
             lg = self.log
             if lg is None:
                 return
-            report = lg.clean(time.time_ns())
+            report = CleanReport()
+            steps = lg.clean_steps(time.time_ns(), report)
+            while True:
+                # One segment per step, never during a sync; appends interleave.
+                async with self._io_lock:
+                    if next(steps, _DONE) is _DONE:
+                        break
+                await trio.sleep(0)
             if report.deleted_segments or report.compacted_segments:
                 log.info("%s: cleaner: %s", self.name, report)
                 self.notifier.notify()
+
+
+_DONE = object()
+
+
+def _batch_bytes(batch: list[tuple[bytes, str, str]]) -> int:
+    return sum(len(item[0]) for item in batch)
 
 
 def _ack(m: envelope.IngestMessage, reception_ns: int) -> dict[str, Any]:

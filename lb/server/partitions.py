@@ -28,7 +28,9 @@ from lb.server.partition import (
     DELETED,
     NOT_LEADER,
     PAUSED,
+    MetadataRequest,
     PartitionClosed,
+    PartitionEvents,
     PartitionRuntime,
     Settings,
 )
@@ -61,10 +63,20 @@ class PartitionManager:
         # Partitions being stopped: a new incarnation of the same key waits for the old one
         # to close its log (and delete its data) before opening the directory.
         self._closing: dict[Key, trio.Event] = {}
+        # Event timestamps outlive runtimes (a pause stops one, the resume starts another).
+        self._events: dict[Key, tuple[int, PartitionEvents]] = {}
+        self._paused: set[Key] = set()
+        self.metadata_request: MetadataRequest | None = None
+        """How partitions propose metadata changes (auto-pause); set by the node's wiring."""
 
     def get(self, stream: str, partition: int) -> PartitionRuntime | None:
         slot = self._slots.get((stream, partition))
         return slot.runtime if slot is not None else None
+
+    def events(self, stream: str, partition: int) -> PartitionEvents | None:
+        """This server's event timestamps of a partition (also while it is paused)."""
+        entry = self._events.get((stream, partition))
+        return entry[1] if entry is not None else None
 
     def stopping(self, stream: str) -> bool:
         """True while a stopped partition of ``stream`` is still closing or deleting its data."""
@@ -98,10 +110,27 @@ class PartitionManager:
         me = self.settings.server_id
         state = self._state()
         wanted: dict[Key, tuple[Stream, PartitionMeta]] = {}
+        now_ns = time.time_ns()
+        paused: set[Key] = set()
         for stream in state.streams.values():
             for p in stream.partitions:
-                if me in p.replicas and not p.paused:
-                    wanted[(stream.name, p.id)] = (stream, p)
+                if me not in p.replicas:
+                    continue
+                key = (stream.name, p.id)
+                events = self._events_for(key, stream)
+                if p.paused:
+                    paused.add(key)
+                    if key not in self._paused:
+                        events.pause.mark(now_ns)  # PMETA-3: every pause...
+                else:
+                    if key in self._paused:
+                        events.pause.mark(now_ns)  # ...and every resume
+                    wanted[key] = (stream, p)
+        self._paused = paused
+        for key in list(self._events):
+            s = state.streams.get(key[0])
+            if s is None or s.creation_timestamp_ns != self._events[key][0]:
+                del self._events[key]
         for key, slot in list(self._slots.items()):
             rt = slot.runtime
             target = wanted.get(key)
@@ -121,17 +150,31 @@ class PartitionManager:
             rt.meta = meta
             if rt.readonly != meta.readonly:
                 rt.readonly = meta.readonly
-                rt.readonly_times.mark(time.time_ns())
+                rt.readonly_times.mark(now_ns)
                 rt.notifier.notify()
         for key, (stream, meta) in wanted.items():
             if key not in self._slots:
                 self._start(key, stream, meta, self._closing.get(key))
 
+    def _events_for(self, key: Key, stream: Stream) -> PartitionEvents:
+        entry = self._events.get(key)
+        if entry is None or entry[0] != stream.creation_timestamp_ns:
+            entry = (stream.creation_timestamp_ns, PartitionEvents())
+            self._events[key] = entry
+        return entry[1]
+
     def _start(
         self, key: Key, stream: Stream, meta: PartitionMeta, after: trio.Event | None
     ) -> None:
         assert self._nursery is not None
-        runtime = PartitionRuntime(self.settings, stream, meta, self._nats)
+        runtime = PartitionRuntime(
+            self.settings,
+            stream,
+            meta,
+            self._nats,
+            events=self._events_for(key, stream),
+            metadata_request=self.metadata_request,
+        )
         slot = _Slot(runtime)
         self._slots[key] = slot
         self._nursery.start_soon(self._run_slot, slot, after, name=f"partition {runtime.name}")

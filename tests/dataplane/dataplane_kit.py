@@ -74,7 +74,7 @@ async def read(
     """Subscribe and collect messages until the stream ends or ``count`` have arrived.
 
     Checks and swallows the empty handshake (SUB-3). Returns the messages and the status
-    that ended the stream (None when ``count`` was reached).
+    that ended the stream (None when ``count`` was reached or ``timeout`` passed).
     """
     req = api.SubscribeRequest(
         stream=stream, partition=partition, start_position=start, stop_position=stop, **kw
@@ -93,6 +93,8 @@ async def read(
                     return out, None
     except GRPCError as err:
         return out, err
+    except TimeoutError:
+        return out, None
     return out, None
 
 
