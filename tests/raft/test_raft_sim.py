@@ -165,3 +165,26 @@ def test_checkers_flag_each_kind_of_violation() -> None:
     b.term = 6
     chk.observe(0, b)
     assert any("leader completeness" in v for v in chk.violations)
+
+
+def test_trace_does_not_depend_on_hash_randomization() -> None:
+    import os
+
+    root = Path(__file__).resolve().parents[2]
+    cmd = [
+        sys.executable,
+        str(root / "tools" / "simulate.py"),
+        "--seed",
+        "21",
+        "--nodes",
+        "5",
+        "--ticks",
+        "400",
+    ]
+    traces = set()
+    for hash_seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        traces.add(proc.stdout.split("trace=")[1].split()[0])
+    assert len(traces) == 1
