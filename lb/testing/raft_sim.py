@@ -190,6 +190,12 @@ class RaftHost:
     def restart(self, now: int) -> None:
         d = self.disk
         cfg = self._config()
+        if d.hard_state == HardState() and not d.entries and not d.snapshot.index:
+            # Nothing reached the disk: like the real driver, bootstrap (or join) afresh.
+            self.node = self._make(cfg)
+            self._last_snapshot_index = 0
+            self.sim.event(now, f"restart {self.node_id} (empty disk)")
+            return
         self.node = self.sim.restart_factory(cfg, d.hard_state, d.snapshot, list(d.entries))
         if d.snapshot.index:
             self.app = AppState.decode(d.snapshot.data)

@@ -188,3 +188,13 @@ def test_trace_does_not_depend_on_hash_randomization() -> None:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         traces.add(proc.stdout.split("trace=")[1].split()[0])
     assert len(traces) == 1
+
+
+def test_seed_that_crashes_before_its_first_persist_bootstraps_again() -> None:
+    from lb.testing.raft_sim import RaftSim
+
+    sim = RaftSim(5, nodes=3, mode="seed_join", faults=SimFaults())
+    sim.hosts["n0"].crash(0, "before the first Ready")
+    res = sim.run(300)
+    assert res.ok, res.violations
+    assert sim.hosts["n0"].node is not None and sim.hosts["n0"].node.conf.voters
