@@ -430,10 +430,10 @@ async def _subscribe_cmd(client: Client, args: argparse.Namespace, out: TextIO) 
         args.stream, partition=args.partition, stop=stop,
         read_isr_replica=args.read_isr_replica, **start,
     )
-    if not args.json:
-        out.write(f"{'OFFSET':>8}  {'TIMESTAMP':<29}  {'KEY':<12}  VALUE\n")
     try:
         async with sub:
+            if not args.json:
+                out.write(f"{'OFFSET':>8}  {'TIMESTAMP':<29}  {'KEY':<12}  VALUE\n")
             async for msg in sub:
                 _print_message(out, args, msg)
     except EndOfPartitionError:
@@ -504,8 +504,9 @@ async def _cluster_cmd(client: Client, args: argparse.Namespace, out: TextIO) ->
     out.write(f"metadata leader: unknown ({note})\n\nPARTITIONS\n")
     rows = [
         (p.stream, p.id, p.leader, ",".join(p.isr), p.high_watermark, p.newest_offset,
-         ("paused " if p.paused else "") + ("readonly" if p.readonly else "")
-         + ("" if fresh[(p.stream, p.id)] else " (offsets from metadata)"))
+         " ".join(word for word, on in (
+             ("paused", p.paused), ("readonly", p.readonly),
+             ("(offsets from metadata)", not fresh[(p.stream, p.id)])) if on))
         for p in partitions
     ]
     out.write(format_table(

@@ -199,8 +199,8 @@ def error_from_exception(exc: BaseException) -> LbError | None:
         return exc
     if isinstance(exc, GRPCError):
         return error_from_status(exc.status, exc.message)
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):  # before OSError: a subclass
+        return DeadlineExceededError(Status.DEADLINE_EXCEEDED, "deadline exceeded")
     if isinstance(exc, StreamTerminatedError | ProtocolError | ConnectionError | OSError):
         return UnavailableError(Status.UNAVAILABLE, f"connection failed: {exc}")
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        return DeadlineExceededError(Status.DEADLINE_EXCEEDED, "deadline exceeded")
     return None
