@@ -187,6 +187,9 @@ class MetadataController:
         try:
             async with trio.open_nursery() as nursery:
                 await self._subscribe()
+                # Replay what is already committed (restart) before the server reports ready,
+                # so that its first answers reflect the stored metadata.
+                await self._process_ready()
                 nursery.start_soon(self._work.run)
                 nursery.start_soon(self._loop)
                 nursery.start_soon(self._probe_loop)
