@@ -356,7 +356,12 @@ class MetadataController:
                 return
             if message.type is MessageType.PROBE and message.from_ == self.server_id:
                 return
-            node.step(message)
+            try:
+                node.step(message)
+            except AssertionError as exc:
+                # The core asserts on inputs that violate Raft's rules (a malformed or forged
+                # message); drop it rather than take the server down.
+                log.error("dropping a Raft message the core rejected (%r): %s", exc, message)
         elif kind == "propose":
             _, data, waiter = item
             try:
