@@ -7,6 +7,7 @@ Usage::
     python tools/gen_protos.py --check    # exit 1 if lb/_proto is stale
     python tools/gen_protos.py --out DIR  # generate a typed client package into DIR
                                           # (api.proto only; DIR/proto/__init__.py)
+    python tools/gen_protos.py --out DIR --package NAME   # ... as DIR/NAME/__init__.py
 
 The generated package is never edited by hand: CI runs ``--check``. Generation needs the test
 extra (``pip install -e '.[test]'``), which brings grpcio-tools (protoc) and
@@ -65,6 +66,25 @@ def _generate_package(dest: Path) -> None:
     (dest / "__init__.py").write_text(MARKER)
 
 
+def _generate_client(out: Path, package: str) -> int:
+    """A standalone betterproto + grpclib client package for api.proto at ``out/package``.
+
+    The package imports only betterproto and grpclib, so it can live in any project.
+    """
+    if not package.isidentifier():
+        print(f"gen_protos: --package {package!r} is not a Python identifier", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(Path(tmp), [PROTOS / "api.proto"])
+        dest = out / package
+        if dest.exists():
+            shutil.rmtree(dest)
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(Path(tmp) / "proto", dest)
+    print(f"generated {dest / '__init__.py'}")
+    return 0
+
+
 def _diff(a: Path, b: Path) -> list[str]:
     """Relative paths that differ between two trees (missing on either side included)."""
     problems: list[str] = []
@@ -86,12 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if lb/_proto is stale")
     parser.add_argument("--out", type=Path, help="generate a client from api.proto into DIR")
+    parser.add_argument(
+        "--package",
+        default="proto",
+        help="with --out: the generated package's name (default: proto, the proto package)",
+    )
     args = parser.parse_args(argv)
 
     if args.out is not None:
-        generate(args.out, [PROTOS / "api.proto"])
-        print(f"generated {args.out / 'proto' / '__init__.py'}")
-        return 0
+        return _generate_client(args.out, args.package)
 
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp) / "_proto"
