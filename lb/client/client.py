@@ -243,7 +243,12 @@ class Client:
             return True
         if isinstance(err, NotFoundError) and not isinstance(err, StreamDeletedError):
             created = self._created.get(route.stream)
-            return created is not None and time.monotonic() - created < self.created_grace_s
+            if created is None or time.monotonic() - created >= self.created_grace_s:
+                return False
+            # Partitions are fixed at creation: if the cache already knows the stream, a
+            # missing partition will not appear by waiting.
+            known = self._metadata.streams.get(route.stream)
+            return known is None or route.partition in known.partitions
         return False
 
     async def _with_retry(self, route: _Route, attempt: Callable[[str], Awaitable[T]]) -> T:
@@ -581,15 +586,32 @@ class Client:
         future: asyncio.Future[Any] = loop.create_future()
         if callback is not None:
             future.add_done_callback(_callback_adapter(callback))
-        route = _Route("leader", stream, pid)
         wants_ack = ack_policy != AckPolicy.NONE
+        # Fast path: a fresh cache names the leader and its stream is open. Anything else, or
+        # any failure, takes the general path with routing and retries.
+        md = self._metadata
+        address = md.leader_address(stream, pid)
+        pub = None if address is None else self._publishers.get(address)
+        if (
+            pub is not None
+            and not pub.broken
+            and not md.is_stale(time.monotonic(), self.metadata_max_age_s)
+        ):
+            try:
+                await pub.send(cid, data, future if wants_ack else None)
+            except Exception:
+                pub = None
+            else:
+                if not wants_ack:
+                    future.set_result(None)
+                return future
 
         async def attempt(address: str) -> None:
             pub = await self._publisher(address)
             await pub.send(cid, data, future if wants_ack else None)
 
         try:
-            await self._with_retry(route, attempt)
+            await self._with_retry(_Route("leader", stream, pid), attempt)
         except BaseException as exc:
             if not future.done():
                 if isinstance(exc, Exception):

@@ -30,7 +30,8 @@ async def test_subscription_resumes_after_server_restart(tmp_path: Path) -> None
         async with Client([address], resubscribe_wait_s=30, backoff_max_s=0.5) as client:
             await client.create_stream("restart.subj", "restart")
             for i in range(3):
-                await client.publish("restart", b"before%d" % i)
+                ack = await (await client.publish_async("restart", b"before%d" % i))
+                assert ack is not None and ack.offset == i
             sub = client.subscribe("restart", start=StartPosition.EARLIEST)
             got = [await asyncio.wait_for(sub.__anext__(), 10) for _ in range(3)]
             assert [m.offset for m in got] == [0, 1, 2]
@@ -38,8 +39,10 @@ async def test_subscription_resumes_after_server_restart(tmp_path: Path) -> None
             await asyncio.to_thread(server.stop)
             server = new_lb_process(tmp_path, "lb", port=server.port).start()
             await asyncio.to_thread(server.wait_serving)
+            # The PublishAsync stream died with the server: the client opens a new one.
             for i in range(3):
-                await client.publish("restart", b"after%d" % i)
+                ack = await (await client.publish_async("restart", b"after%d" % i))
+                assert ack is not None and ack.offset == 3 + i
             more = [await asyncio.wait_for(sub.__anext__(), 30) for _ in range(3)]
             assert [(m.offset, m.value) for m in more] == [
                 (3, b"after0"), (4, b"after1"), (5, b"after2")

@@ -3,6 +3,8 @@ partitioners and the CLI table format. No server."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
@@ -126,3 +128,30 @@ def test_partitioners() -> None:
 def test_format_table() -> None:
     out = format_table(("NAME", "N"), [("a", 1), ("bbb", 100)])
     assert out.splitlines() == ["NAME    N", "a       1", "bbb   100"]
+
+
+def test_not_found_is_retried_only_for_streams_created_moments_ago() -> None:
+    from lb.client.client import Client, _Route
+
+    client = Client(["127.0.0.1:1"], created_grace_s=10.0)
+    client._created["fresh"] = time.monotonic()
+    client._created["old"] = time.monotonic() - 60
+    missing = e.NoSuchStreamError(Status.NOT_FOUND, "no such stream: x")
+    assert client._retryable(missing, _Route("leader", "fresh"))
+    assert not client._retryable(missing, _Route("leader", "old"))
+    assert not client._retryable(missing, _Route("leader", "other"))
+    # Once the cache knows the stream, a partition it lacks is final (counts are fixed).
+    known = Metadata.from_proto(_response("a"), time.monotonic())
+    client._metadata = Metadata(known.brokers, {"fresh": known.streams["s"]}, 0.0)
+    no_part = e.NoSuchPartitionError(Status.NOT_FOUND, "no such partition: 5")
+    assert not client._retryable(no_part, _Route("leader", "fresh", 5))
+    assert client._retryable(no_part, _Route("leader", "fresh", 1))
+    deleted = e.StreamDeletedError(Status.NOT_FOUND, "commit log was deleted")
+    assert not client._retryable(deleted, _Route("leader", "fresh"))
+    for err in (
+        e.UnavailableError(Status.UNAVAILABLE, "x"),
+        e.NotLeaderError(Status.FAILED_PRECONDITION, "Server not partition leader"),
+        e.NoMetadataLeaderError(Status.INTERNAL, "no known metadata leader"),
+    ):
+        assert client._retryable(err, _Route("any"))
+    assert not client._retryable(e.StreamExistsError(Status.ALREADY_EXISTS, "x"), _Route("any"))
