@@ -35,6 +35,7 @@ from lb.metadata import queries
 from lb.metadata.errors import MetadataError
 from lb.metadata.model import StreamConfig
 from lb.metadata.validation import check_not_reserved
+from lb.server.grpc_batch import send_messages
 from lb.server.partition import PartitionClosed, PartitionEvents, PartitionRuntime
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ COMPRESSION_UNSUPPORTED = (
 SUBSCRIBE_READ_BYTES_MAX = 1 << 20
 PUBLISH_ASYNC_INFLIGHT_MAX = 10_000
 PUBLISH_ASYNC_DRAIN_S = 5.0
+PUBLISH_ASYNC_SEND_BATCH_MAX = 1024
+PUBLISH_ASYNC_OUTBOX_MAX = 20_000
 CREATE_WAIT_LEADERS_S = 5.0
 DEADLINE_MARGIN_S = 0.05
 _NUID_ALPHABET = string.ascii_letters + string.digits
@@ -135,6 +138,7 @@ class AckRouter:
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
+        self._prefix_dot = prefix + "."
         self._routes: dict[str, Callable[[bytes], None]] = {}
 
     def new_inbox(self) -> str:
@@ -151,6 +155,20 @@ class AckRouter:
         if handler is not None:
             handler(msg.data)
 
+    def deliver(self, inbox: str, data: bytes) -> bool:
+        """Hand an ack to a waiter of this server directly, without the NATS round trip.
+
+        Partitions led here call it (synchronously, from Trio) before publishing an ack on
+        NATS. True when ``inbox`` is one of ours: delivered, or dropped because its waiter
+        is gone (nobody else subscribes to our inboxes). False: publish it on NATS.
+        """
+        if not inbox.startswith(self._prefix_dot):
+            return False
+        handler = self._routes.get(inbox)
+        if handler is not None:
+            handler(data)
+        return True
+
 
 class ApiService:
     """lb's implementation of Liftbridge's API on one node."""
@@ -158,9 +176,12 @@ class ApiService:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.acks = AckRouter(f"{node.config.clustering.namespace}.ack.{node.info.server_id}")
-        if node.partitions is not None and node.partitions.metadata_request is None:
-            # Partitions propose metadata changes (auto-pause) the way RPCs do.
-            node.partitions.metadata_request = self._metadata_call
+        if node.partitions is not None:
+            # Partitions propose metadata changes (auto-pause) the way RPCs do, and hand acks
+            # for this server's inboxes straight to their waiters.
+            if node.partitions.metadata_request is None:
+                node.partitions.metadata_request = self._metadata_call
+            node.partitions.local_acks = self.acks.deliver
 
     async def _metadata_call(self, request: Any, timeout_s: float | None) -> None:
         await self._controller.request(request, timeout_s)
@@ -610,17 +631,26 @@ class ApiService:
         """PublishAsync: pipelined publishes; responses carry acks or per-message errors."""
         nats = self.node.nats
         session_inbox = self.acks.new_inbox()
+        # Bounded: at most PUBLISH_ASYNC_INFLIGHT_MAX publishes await their ack, and the
+        # receive loop stops reading while PUBLISH_ASYNC_OUTBOX_MAX responses wait to be sent.
         outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        outbox_room = asyncio.Event()
+        outbox_room.set()
         inflight = 0
-        drained = asyncio.Event()
+        drained = asyncio.Event()  # no publish awaits its ack
         drained.set()
+        room = asyncio.Event()  # fewer than PUBLISH_ASYNC_INFLIGHT_MAX await their ack
+        room.set()
 
         def on_ack(payload: bytes) -> None:
             nonlocal inflight
             ack = envelope.decode_ack(payload)
             if ack is None:
                 return
+            ack_bytes = payload[payload[5] :]  # the Ack as sent (header checked by decode_ack)
             inflight = max(0, inflight - 1)
+            if inflight < PUBLISH_ASYNC_INFLIGHT_MAX:
+                room.set()
             if inflight == 0:
                 drained.set()
             if ack.ack_error:
@@ -638,7 +668,7 @@ class ApiService:
                 return
             outbox.put_nowait(
                 codec.encode_publish_response(
-                    ack=ack.to_bytes(),
+                    ack=ack_bytes,
                     async_error_code=None,
                     async_error_message="",
                     correlation_id=ack.correlation_id,
@@ -656,16 +686,25 @@ class ApiService:
             )
 
         async def sender() -> None:
+            # Everything queued goes out in one write (grpc_batch): acks arrive per batch.
             while True:
-                item = await outbox.get()
-                if item is None:
+                batch = [await outbox.get()]
+                while len(batch) < PUBLISH_ASYNC_SEND_BATCH_MAX and not outbox.empty():
+                    batch.append(outbox.get_nowait())
+                done = batch[-1] is None
+                await send_messages(stream, [m for m in batch if m is not None])
+                if outbox.qsize() < PUBLISH_ASYNC_OUTBOX_MAX:
+                    outbox_room.set()
+                if done:
                     return
-                await stream.send_message(item)
 
         self.acks.route(session_inbox, on_ack)
         send_task = asyncio.ensure_future(sender())
         try:
             while True:
+                if outbox.qsize() >= PUBLISH_ASYNC_OUTBOX_MAX:
+                    outbox_room.clear()
+                    await outbox_room.wait()  # the client is not reading its responses
                 raw = await stream.recv_message()
                 if raw is None:
                     break
@@ -711,8 +750,14 @@ class ApiService:
                     continue
                 if req.ack_policy != codec.AckPolicy.NONE:
                     if inflight >= PUBLISH_ASYNC_INFLIGHT_MAX:
-                        drained.clear()
-                        await asyncio.wait_for(drained.wait(), PUBLISH_ASYNC_DRAIN_S)
+                        room.clear()
+                        try:
+                            await asyncio.wait_for(room.wait(), PUBLISH_ASYNC_DRAIN_S)
+                        except TimeoutError:
+                            # Acks that never came (e.g. the partition paused meanwhile):
+                            # stop waiting for them rather than stall the session.
+                            log.warning("PublishAsync: %d acks overdue; forgetting them", inflight)
+                            inflight = 0
                     inflight += 1
                     drained.clear()
                 await nats.publish(s.partition_subject(p.id), data)
@@ -823,12 +868,13 @@ class ApiService:
             except PartitionClosed as closed:
                 raise _closed_error(closed) from None
             if records:
-                for rec in records:
-                    if stop >= 0 and rec.offset > stop:
-                        break
-                    await stream.send_message(
-                        make(rec.offset, rec.timestamp_ns, name, pid, rec.body)
-                    )
+                if stop >= 0 and records[-1].offset > stop:
+                    records = [rec for rec in records if rec.offset <= stop]
+                # One write per read batch, not one per message (grpc_batch).
+                await send_messages(
+                    stream,
+                    [make(rec.offset, rec.timestamp_ns, name, pid, rec.body) for rec in records],
+                )
                 offset = records[-1].offset + 1
                 if stop >= 0 and offset > stop:
                     raise GRPCError(Status.RESOURCE_EXHAUSTED, "Stop offset reached")

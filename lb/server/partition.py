@@ -45,6 +45,8 @@ log = logging.getLogger("lb.partition")
 
 MetadataRequest = Callable[[PropagatedRequest, float | None], Awaitable[None]]
 """``controller.request`` (asyncio): executes a metadata request on the controller."""
+LocalAcks = Callable[[str, bytes], bool]
+"""Delivers an ack to an inbox of this server directly; False if the inbox is not ours."""
 
 INGEST_CAPACITY = 8192
 INGEST_BYTES_MAX = 64 * 1024 * 1024
@@ -167,12 +169,14 @@ class PartitionRuntime:
         nats: NatsClient,
         events: PartitionEvents | None = None,
         metadata_request: MetadataRequest | None = None,
+        local_acks: LocalAcks | None = None,
     ) -> None:
         self.settings = settings
         self.stream = stream
         self.meta = meta
         self.nats = nats
         self.metadata_request = metadata_request
+        self.local_acks = local_acks
         self.path = settings.data_dir / "streams" / stream.name / str(meta.id)
         self.log: CommitLog | None = None
         self.notifier = AioNotifier()
@@ -398,6 +402,14 @@ class PartitionRuntime:
             if m.ack_inbox:  # PUBA-7: error acks go out whenever there is an inbox
                 fields = _ack(m, now_ns)
                 out.append(self._ack_bytes(-1, m.ack_inbox, fields, error))
+        await self._send_acks(out)
+
+    async def _send_acks(self, out: list[tuple[str, bytes]]) -> None:
+        """Acks to this server's own inboxes go straight to their waiters; the rest go out on
+        NATS with one asyncio hop for the whole batch."""
+        local = self.local_acks
+        if local is not None:
+            out = [item for item in out if not local(item[0], item[1])]
         if out:
             await trio_asyncio.aio_as_trio(self._publish_all)(out)
 

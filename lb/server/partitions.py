@@ -28,6 +28,7 @@ from lb.server.partition import (
     DELETED,
     NOT_LEADER,
     PAUSED,
+    LocalAcks,
     MetadataRequest,
     PartitionClosed,
     PartitionEvents,
@@ -68,6 +69,8 @@ class PartitionManager:
         self._paused: set[Key] = set()
         self.metadata_request: MetadataRequest | None = None
         """How partitions propose metadata changes (auto-pause); set by the node's wiring."""
+        self.local_acks: LocalAcks | None = None
+        """Delivers acks to this server's own inboxes without NATS (set by the API)."""
 
     def get(self, stream: str, partition: int) -> PartitionRuntime | None:
         slot = self._slots.get((stream, partition))
@@ -174,6 +177,7 @@ class PartitionManager:
             self._nats,
             events=self._events_for(key, stream),
             metadata_request=self.metadata_request,
+            local_acks=self.local_acks,
         )
         slot = _Slot(runtime)
         self._slots[key] = slot
