@@ -91,6 +91,22 @@ def guard_handler(func: Callable[[Stream[Any, Any]], Awaitable[None]]) -> Callab
     return guarded
 
 
+async def recv_request(stream: Stream[Any, Any]) -> Any:
+    """The request message; InvalidArgument if its bytes do not decode.
+
+    betterproto's parser fails on some malformed input with arbitrary exceptions
+    (AttributeError, ValueError, ...), which grpclib would report as an internal error.
+    """
+    try:
+        return await stream.recv_message()
+    except (GRPCError, NotImplementedError, StreamTerminatedError, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        raise GRPCError(
+            Status.INVALID_ARGUMENT, f"malformed request: {type(exc).__name__}: {exc}"
+        ) from None
+
+
 def _remaining(stream: Stream[Any, Any]) -> float | None:
     """Seconds left before the call's deadline, less a margin, or None without a deadline.
 
@@ -317,7 +333,7 @@ class ApiService:
         """A handler for an RPC lb does not serve yet (cursors, consumer groups)."""
 
         async def handler(stream: Stream[Any, Any]) -> None:
-            await stream.recv_message()
+            await recv_request(stream)
             raise GRPCError(Status.UNIMPLEMENTED, f"{name} is not implemented by lb yet")
 
         return handler
@@ -325,7 +341,7 @@ class ApiService:
     # -- stream management ------------------------------------------------------------------
 
     async def create_stream(self, stream: Stream[Any, Any]) -> None:
-        req: api.CreateStreamRequest = await stream.recv_message()
+        req: api.CreateStreamRequest = await recv_request(stream)
         config = _config(req)
         if config.encryption:
             raise GRPCError(
@@ -364,7 +380,7 @@ class ApiService:
             await asyncio.sleep(0.01)
 
     async def delete_stream(self, stream: Stream[Any, Any]) -> None:
-        req: api.DeleteStreamRequest = await stream.recv_message()
+        req: api.DeleteStreamRequest = await recv_request(stream)
         check_not_reserved(req.name)
         await self._metadata_request(prop.delete_stream_request(req.name), stream)
         # Best effort, like the create: return once this server's copy of the data is gone.
@@ -374,13 +390,13 @@ class ApiService:
         await stream.send_message(api.DeleteStreamResponse())
 
     async def pause_stream(self, stream: Stream[Any, Any]) -> None:
-        req: api.PauseStreamRequest = await stream.recv_message()
+        req: api.PauseStreamRequest = await recv_request(stream)
         request = prop.pause_stream_request(req.name, req.partitions, req.resume_all)
         await self._metadata_request(request, stream)
         await stream.send_message(api.PauseStreamResponse())
 
     async def set_stream_readonly(self, stream: Stream[Any, Any]) -> None:
-        req: api.SetStreamReadonlyRequest = await stream.recv_message()
+        req: api.SetStreamReadonlyRequest = await recv_request(stream)
         request = prop.set_stream_readonly_request(req.name, req.partitions, req.readonly)
         await self._metadata_request(request, stream)
         await stream.send_message(api.SetStreamReadonlyResponse())
@@ -388,7 +404,7 @@ class ApiService:
     # -- metadata ---------------------------------------------------------------------------
 
     async def fetch_metadata(self, stream: Stream[Any, Any]) -> None:
-        req: api.FetchMetadataRequest = await stream.recv_message()
+        req: api.FetchMetadataRequest = await recv_request(stream)
         controller = self._controller
         state = controller.state
         me = self.node.info.server_id
@@ -470,7 +486,7 @@ class ApiService:
         return md
 
     async def fetch_partition_metadata(self, stream: Stream[Any, Any]) -> None:
-        req: api.FetchPartitionMetadataRequest = await stream.recv_message()
+        req: api.FetchPartitionMetadataRequest = await recv_request(stream)
         state = self._controller.state
         p = queries.partition_for_fetch_metadata(
             state, req.stream, req.partition, self.node.info.server_id
@@ -519,7 +535,7 @@ class ApiService:
             await asyncio.sleep(0.01)
 
     async def publish(self, stream: Stream[Any, Any]) -> None:
-        req: api.PublishRequest = await stream.recv_message()
+        req: api.PublishRequest = await recv_request(stream)
         timeout_s = _remaining(stream)
         p = self._publish_checks(req.stream, req.partition, int(req.ack_policy))
         await self._resume_if_paused(req.stream, req.partition, timeout_s)
@@ -548,7 +564,7 @@ class ApiService:
         await stream.send_message(api.PublishResponse(ack=api.Ack().parse(ack.to_bytes())))
 
     async def publish_to_subject(self, stream: Stream[Any, Any]) -> None:
-        req: api.PublishToSubjectRequest = await stream.recv_message()
+        req: api.PublishToSubjectRequest = await recv_request(stream)
         if not req.subject:
             raise GRPCError(Status.INVALID_ARGUMENT, "no subject provided")
         ack = await self._publish_and_wait(
@@ -774,7 +790,7 @@ class ApiService:
     # -- subscribing ------------------------------------------------------------------------
 
     async def subscribe(self, stream: Stream[Any, Any]) -> None:
-        req: api.SubscribeRequest = await stream.recv_message()
+        req: api.SubscribeRequest = await recv_request(stream)
         controller = self._controller
         state = controller.state
         p = queries.subscribe_target(state, req.stream, req.partition)
