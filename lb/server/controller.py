@@ -190,6 +190,10 @@ class MetadataController:
                 # Replay what is already committed (restart) before the server reports ready,
                 # so that its first answers reflect the stored metadata.
                 await self._process_ready()
+                if self.node.status().conf_state.voters == (self.server_id,):
+                    # The only voter need not wait an election timeout to lead.
+                    self.node.campaign()
+                    await self._process_ready()
                 nursery.start_soon(self._work.run)
                 nursery.start_soon(self._loop)
                 nursery.start_soon(self._probe_loop)

@@ -22,6 +22,7 @@ import logging
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nats
 import trio
@@ -43,6 +44,7 @@ log = logging.getLogger("lb.server")
 NATS_CONNECT_ATTEMPTS_MAX = 30
 NATS_CONNECT_BACKOFF_S = 1.0
 NATS_CLOSE_TIMEOUT_S = 2.0
+READY_LEADER_WAIT_S = 10.0
 
 
 class FatalServerError(RuntimeError):
@@ -86,13 +88,20 @@ class Node:
             self.config.clustering.namespace,
             data_dir,
         )
+        signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
+        # The receiver stays installed until the node is gone, so that a repeated signal during
+        # shutdown is absorbed instead of killing the process half-way.
+        with trio.open_signal_receiver(*signals) as received:
+            await self._run(received, task_status)
+        log.info("lb server %s stopped", self.info.server_id)
+
+    async def _run(self, received: Any, task_status: trio.TaskStatus[NodeInfo]) -> None:
         async with trio_asyncio.open_loop(), trio.open_nursery() as infra:
             # infra owns what must outlive the services during shutdown (the NATS child).
+            infra.start_soon(self._watch_signals, received)
             try:
                 with self._services_scope:
                     async with trio.open_nursery() as services:
-                        if handle_signals:
-                            services.start_soon(self._watch_signals)
                         await self._serve(infra, services)
                         task_status.started(self.info)
                         log.info(
@@ -108,7 +117,6 @@ class Node:
                 with trio.CancelScope(shield=True):
                     await self._close_nats()
                 infra.cancel_scope.cancel()
-        log.info("lb server %s stopped", self.info.server_id)
 
     def shutdown(self) -> None:
         """Begin a graceful shutdown: NOT_SERVING, stop services, close NATS, stop the child."""
@@ -174,6 +182,11 @@ class Node:
             on_effects=self.partitions.on_effects,
         )
         await services.start(self.controller.run)
+        # Report SERVING once a metadata leader is known (bounded: a server whose cluster has
+        # no quorum yet still serves reads of what it has).
+        leader = await self.controller.wait_leader(READY_LEADER_WAIT_S)
+        if not leader:
+            log.warning("no metadata leader after %.0fs; serving anyway", READY_LEADER_WAIT_S)
 
         self.readiness.set_serving(True)
 
@@ -225,9 +238,7 @@ class Node:
         with trio.move_on_after(NATS_CLOSE_TIMEOUT_S):
             await trio_asyncio.aio_as_trio(nc.close)()
 
-    async def _watch_signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                log.info("received %s; shutting down", signal.Signals(signum).name)
-                self.shutdown()
-                return
+    async def _watch_signals(self, received: Any) -> None:
+        async for signum in received:
+            log.info("received %s; shutting down", signal.Signals(signum).name)
+            self.shutdown()
