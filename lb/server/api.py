@@ -35,7 +35,7 @@ from lb.metadata import queries
 from lb.metadata.errors import MetadataError
 from lb.metadata.model import StreamConfig
 from lb.metadata.validation import check_not_reserved
-from lb.server.grpc_batch import send_messages
+from lb.server.grpclib_ext import cancelled_by_client, send_messages
 from lb.server.partition import PartitionClosed, PartitionEvents, PartitionRuntime
 
 if TYPE_CHECKING:
@@ -74,13 +74,19 @@ def guard_handler(func: Callable[[Stream[Any, Any]], Awaitable[None]]) -> Callab
     """Statuses for what grpclib would report as "Internal Server Error".
 
     Compressed requests (grpclib cannot decode them) become UNIMPLEMENTED with a clear message,
-    and lb's metadata errors become their statuses.
+    lb's metadata errors become their statuses, and RPCs cut short by shutdown UNAVAILABLE.
     """
 
     @functools.wraps(func)
     async def guarded(stream: Stream[Any, Any]) -> None:
         try:
             await func(stream)
+        except asyncio.CancelledError:
+            if cancelled_by_client(stream):
+                raise  # the client went away or its deadline passed: grpclib handles it
+            # The server is closing: tell the client why (SUB-10), so it resubscribes or
+            # retries elsewhere. grpclib sends this status as the trailers.
+            raise GRPCError(Status.UNAVAILABLE, "server is shutting down") from None
         except NotImplementedError as exc:
             if "Compression" in str(exc):
                 raise GRPCError(Status.UNIMPLEMENTED, COMPRESSION_UNSUPPORTED) from exc
@@ -702,7 +708,7 @@ class ApiService:
             )
 
         async def sender() -> None:
-            # Everything queued goes out in one write (grpc_batch): acks arrive per batch.
+            # Everything queued goes out in one write (grpclib_ext): acks arrive per batch.
             while True:
                 batch = [await outbox.get()]
                 while len(batch) < PUBLISH_ASYNC_SEND_BATCH_MAX and not outbox.empty():
@@ -805,9 +811,13 @@ class ApiService:
             # PAUSE-5: handshake, then FailedPrecondition.
             await stream.send_message(b"")
             raise GRPCError(Status.FAILED_PRECONDITION, "commit log was closed")
-        if rt.log is None:
-            opened = rt.notifier.wait()
-            await asyncio.wait_for(opened, 5.0)
+        if rt.log is None:  # just started: wait (bounded) for its log to open
+            try:
+                await asyncio.wait_for(rt.notifier.wait(), CREATE_WAIT_LEADERS_S)
+            except PartitionClosed as closed:
+                raise _closed_error(closed) from None
+            except TimeoutError:
+                raise GRPCError(Status.UNAVAILABLE, "partition is not open yet") from None
         start = self._start_offset(rt, req)
         stop = self._stop_offset(rt, req, start)
         await stream.send_message(b"")  # SUB-3 handshake
@@ -886,7 +896,7 @@ class ApiService:
             if records:
                 if stop >= 0 and records[-1].offset > stop:
                     records = [rec for rec in records if rec.offset <= stop]
-                # One write per read batch, not one per message (grpc_batch).
+                # One write per read batch, not one per message (grpclib_ext).
                 await send_messages(
                     stream,
                     [make(rec.offset, rec.timestamp_ns, name, pid, rec.body) for rec in records],

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from dataplane_kit import (
     SERVER_ID,
+    Sub,
     create,
     fast_publish_async,
     fast_read,
@@ -152,3 +153,52 @@ def test_server_wide_auto_pause(tmp_path: Path, nats_server: NatsServer) -> None
         asyncio.run(_with_client(proc.port, check))
     finally:
         proc.stop()
+
+
+def test_shutdown_ends_subscriptions_with_unavailable(server: LbProcess) -> None:
+    """SUB-10: on shutdown an open subscription ends with Unavailable, so clients resubscribe
+    elsewhere or later."""
+
+    async def check(c: api.ApiStub) -> None:
+        name = unique()
+        await create(c, name)
+        await publish(c, name, b"1")
+        sub = Sub(c, name)
+        await sub.wait_count(1)
+        server.signal(signal.SIGTERM)
+        err = await sub.ended()
+        assert err is not None and err.status == Status.UNAVAILABLE, err
+
+    asyncio.run(_with_client(server.port, check))
+    assert server.wait(timeout_s=10) == 0
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        {"streams.fsync.policy": "batch"},
+        {"streams.fsync.policy": "interval", "streams.fsync.interval": "20ms"},
+        {"streams.fsync.policy": "messages", "streams.fsync.messages": 3},
+    ],
+    ids=["batch", "interval", "messages"],
+)
+def test_fsync_policies(tmp_path: Path, nats_server: NatsServer, policy: dict[str, Any]) -> None:
+    """Every fsync policy acks and serves (batch acks only what a sync covered)."""
+    proc = new_lb_process(tmp_path, config=_config(nats_server, **policy)).start()
+    try:
+        proc.wait_serving()
+
+        async def check(c: api.ApiStub) -> None:
+            name = unique()
+            await create(c, name)
+            for i in range(5):
+                assert (await publish(c, name, b"%d" % i)).ack.offset == i
+            responses = await fast_publish_async(proc.port, name, [b"x"] * 500)
+            assert sorted(r.ack.offset for r in responses if r.ack) == list(range(5, 505))
+            msgs, _ = await read(c, name, count=5)
+            assert [m.value for m in msgs] == [b"%d" % i for i in range(5)]
+
+        asyncio.run(_with_client(proc.port, check))
+    finally:
+        proc.stop()
+    assert "Traceback" not in proc.output()

@@ -1,4 +1,4 @@
-"""lb.server.grpc_batch against the pinned grpclib: batched writes are valid gRPC streams."""
+"""lb.server.grpclib_ext against the pinned grpclib: batched writes are valid gRPC streams."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from grpclib.const import Cardinality, Handler
 from grpclib.server import Server, Stream
 
 from lb import codec
-from lb.server import grpc_batch
+from lb.server import grpclib_ext
 
 pytestmark = pytest.mark.anyio
 
@@ -22,9 +22,9 @@ class _Service:
 
     async def numbers(self, stream: Stream[Any, Any]) -> None:
         await stream.recv_message()
-        self.supported = grpc_batch.supported(stream)
+        self.supported = grpclib_ext.supported(stream)
         for batch in self.batches:
-            await grpc_batch.send_messages(stream, batch)
+            await grpclib_ext.send_messages(stream, batch)
 
     def __mapping__(self) -> dict[str, Handler]:
         return {
@@ -59,4 +59,4 @@ async def test_batched_messages_arrive_one_by_one() -> None:
 
 
 def test_frame_layout() -> None:
-    assert grpc_batch.frame([b"ab", b""]) == b"\x00\x00\x00\x00\x02ab\x00\x00\x00\x00\x00"
+    assert grpclib_ext.frame([b"ab", b""]) == b"\x00\x00\x00\x00\x02ab\x00\x00\x00\x00\x00"
