@@ -324,10 +324,18 @@ class PartitionRuntime:
                 return
             if batch is None:
                 continue
+            closed = False
             if wait_s > 0 and len(batch) < batch_max:
+                size = _batch_bytes(batch)
                 with trio.move_on_after(wait_s):
-                    while len(batch) < batch_max and _batch_bytes(batch) < WRITE_BATCH_BYTES_MAX:
-                        batch.extend(await ingest.receive_batch(batch_max - len(batch)))
+                    while len(batch) < batch_max and size < WRITE_BATCH_BYTES_MAX:
+                        try:
+                            more = await ingest.receive_batch(batch_max - len(batch))
+                        except (trio.EndOfChannel, trio.ClosedResourceError):
+                            closed = True
+                            break
+                        batch.extend(more)
+                        size += _batch_bytes(more)
             start = 0
             while start < len(batch):
                 end, size = start, 0
@@ -336,6 +344,8 @@ class PartitionRuntime:
                     end += 1
                 await self._write_batch(batch[start:end])
                 start = end
+            if closed:
+                return
 
     async def _receive_or_sync(self, batch_max: int) -> list[tuple[bytes, str, str]] | None:
         """The next batch; or None after running a sync that the interval fsync policy made

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 from dataplane_kit import (
     SERVER_ID,
@@ -30,6 +31,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from lb._proto import proto as api
+from lb.storage import batch as fmt
 from lb.testing.lb_process import LbProcess, new_lb_process
 from lb.testing.nats_server import NatsServer
 
@@ -202,3 +204,44 @@ def test_fsync_policies(tmp_path: Path, nats_server: NatsServer, policy: dict[st
     finally:
         proc.stop()
     assert "Traceback" not in proc.output()
+
+
+def _record_counts(partition_dir: Path) -> list[int]:
+    """Records per stored batch (= per writer append), from the segment files."""
+    counts = []
+    for log_file in sorted(partition_dir.glob("*.log")):
+        data = log_file.read_bytes()
+        pos = 0
+        while pos + fmt.HEADER_SIZE <= len(data):
+            h = fmt.parse_header(data, pos)
+            counts.append(h.record_count)
+            pos += h.size
+    return counts
+
+
+def test_writer_batches_by_count_and_time(tmp_path: Path, nats_server: NatsServer) -> None:
+    """batch.max.messages caps an append; batch.max.time waits to fill one (PART-6)."""
+    config = _config(nats_server, **{"batch.max.messages": 7, "batch.max.time": "300ms"})
+    proc = new_lb_process(tmp_path, config=config).start()
+    try:
+        proc.wait_serving()
+
+        async def check(c: api.ApiStub) -> None:
+            name = unique()
+            await create(c, name)
+            nc = await nats.connect(nats_server.url)
+            try:
+                for i in range(20):
+                    await nc.publish(name, b"%d" % i)
+                await nc.flush()
+            finally:
+                await nc.close()
+            got = await fast_read(proc.port, name, 20)
+            assert [m.value for m in got] == [b"%d" % i for i in range(20)]
+            counts = _record_counts(proc.data_dir / "streams" / name / "0")
+            assert sum(counts) == 20 and max(counts) == 7, counts
+            assert len(counts) <= 4, counts  # waiting fills batches: not one per message
+
+        asyncio.run(_with_client(proc.port, check))
+    finally:
+        proc.stop()
