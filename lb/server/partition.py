@@ -52,6 +52,7 @@ INGEST_CAPACITY = 8192
 INGEST_BYTES_MAX = 64 * 1024 * 1024
 WRITE_BATCH_BYTES_MAX = 8 * 1024 * 1024
 AUTO_PAUSE_REQUEST_TIMEOUT_S = 5.0
+RELEASED_ACK_BATCHES_MAX = 1024
 HW_CHECKPOINT_INTERVAL_S = 5.0
 PENDING_ACKS_MAX = 100_000
 MS = 1_000_000
@@ -196,6 +197,10 @@ class PartitionRuntime:
         self._io_lock = trio.Lock()
         self._last_received = time.monotonic()  # auto-pause idleness (PAUSE-9)
         self._pending_all: deque[_PendingAck] = deque()
+        # ALL acks released by commit_to (the HW moved outside the writer): sent by a task.
+        self._released_send, self._released_recv = trio.open_memory_channel[
+            list[tuple[str, bytes]]
+        ](RELEASED_ACK_BATCHES_MAX)
         self._options = log_options(stream, settings)
         self._occ = bool(stream.config.optimistic_concurrency_control)
         self._ack_after_sync = self._options.fsync.kind == "batch"
@@ -248,6 +253,7 @@ class PartitionRuntime:
                 if self.is_leader:
                     self._become_leader()
                     nursery.start_soon(self._writer)
+                    nursery.start_soon(self._ack_sender)
                     if self.auto_pause_ns > 0:
                         nursery.start_soon(self._auto_pause_loop)
                     await self._subscribe_nats(nursery)
@@ -441,6 +447,38 @@ class PartitionRuntime:
             if new_hw > lg.hw:
                 lg.set_hw(new_hw)
                 self.notifier.notify()
+
+    def commit_to(self, hw: int) -> None:
+        """Raise the HW to ``hw`` (replication decided the ISR has it): wake subscribers and
+        release the ALL acks it covers. Synchronous: callable from Trio or asyncio code."""
+        lg = self.log
+        if lg is None or hw <= lg.hw:
+            return
+        assert hw <= lg.newest_offset, (hw, lg.newest_offset)  # HW <= LEO - 1
+        lg.set_hw(hw)
+        self.notifier.notify()
+        out = self._release_committed()
+        if out:
+            try:
+                self._released_send.send_nowait(out)
+            except trio.WouldBlock:
+                log.warning("%s: ack sender behind; dropping %d acks", self.name, len(out))
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                pass  # stopping
+
+    async def commit_to_async(self, hw: int) -> None:
+        """:meth:`commit_to` for asyncio callers that prefer to await."""
+        self.commit_to(hw)
+
+    async def _ack_sender(self) -> None:
+        async for out in self._released_recv:
+            batch = list(out)
+            while len(batch) < PENDING_ACKS_MAX:
+                try:
+                    batch.extend(self._released_recv.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            await self._send_acks(batch)
 
     def _release_committed(self) -> list[tuple[str, bytes]]:
         hw = self.log.hw if self.log is not None else -1
