@@ -368,7 +368,8 @@ class ApiService:
         await stream.send_message(api.CreateStreamResponse())
 
     async def _wait_local_leaders(self, name: str) -> None:
-        """Best effort (API-CREATE-1): wait until partitions this server leads are open."""
+        """Best effort (API-CREATE-1): wait until partitions this server leads listen on NATS,
+        so that a publish right after the create is not lost."""
         deadline = time.monotonic() + CREATE_WAIT_LEADERS_S
         me = self.node.info.server_id
         while time.monotonic() < deadline:
@@ -379,7 +380,7 @@ class ApiService:
             for p in s.partitions:
                 if p.leader == me and not p.paused:
                     rt = self._partitions.get(name, p.id)
-                    if rt is None or rt.log is None:
+                    if rt is None or not rt.listening:
                         pending = True
             if not pending:
                 return
@@ -536,7 +537,7 @@ class ApiService:
             if p is None or p.leader != me:
                 return
             rt = self._partitions.get(name, partition)
-            if rt is not None and rt.log is not None:
+            if rt is not None and rt.listening:
                 return
             await asyncio.sleep(0.01)
 

@@ -184,6 +184,7 @@ class PartitionRuntime:
         self.closed: PartitionClosed | None = None
         self.readonly = meta.readonly
         self.subscribers = 0
+        self.listening = False  # the leader's NATS subscription is in place
         self.events = events if events is not None else PartitionEvents()
         self.messages_received = self.events.messages_received
         self.pause_times = self.events.pause
@@ -305,9 +306,8 @@ class PartitionRuntime:
             await offer((data, msg.subject, msg.reply), len(data))
 
         queue = self.stream.group or ""
-        sub = await trio_asyncio.aio_as_trio(self.nats.subscribe)(
-            self.subject, queue=queue, cb=on_msg, pending_msgs_limit=INGEST_CAPACITY * 8
-        )
+        sub = await trio_asyncio.aio_as_trio(self._subscribe_and_flush)(queue, on_msg)
+        self.listening = True
         log.info("%s: leading, listening on %s", self.name, self.subject)
         try:
             await trio.sleep_forever()
@@ -315,6 +315,14 @@ class PartitionRuntime:
             # The connection may be closing already.
             with trio.CancelScope(shield=True), trio.move_on_after(1), suppress(Exception):
                 await trio_asyncio.aio_as_trio(sub.unsubscribe)()
+
+    async def _subscribe_and_flush(self, queue: str, cb: Callable[[Msg], Awaitable[None]]) -> Any:
+        sub = await self.nats.subscribe(
+            self.subject, queue=queue, cb=cb, pending_msgs_limit=INGEST_CAPACITY * 8
+        )
+        # Once the NATS server has the subscription, publishes from any connection reach us.
+        await self.nats.flush(timeout=5)
+        return sub
 
     async def _writer(self) -> None:
         """Batches from the ingest channel: at most batch.max.messages and
