@@ -151,6 +151,11 @@ def _config(req: api.CreateStreamRequest) -> StreamConfig:
     )
 
 
+AckHandler = Callable[[bytes, str | None, int], None]
+"""Receives an ack envelope, with its correlation id and ack error when known (local
+delivery) or None and 0 when it came over NATS (the handler decodes it)."""
+
+
 class AckRouter:
     """Receives ack envelopes for this server's generated ack inboxes and routes them.
 
@@ -161,12 +166,12 @@ class AckRouter:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self._prefix_dot = prefix + "."
-        self._routes: dict[str, Callable[[bytes], None]] = {}
+        self._routes: dict[str, AckHandler] = {}
 
     def new_inbox(self) -> str:
         return f"{self.prefix}.{_nuid()}"
 
-    def route(self, inbox: str, handler: Callable[[bytes], None]) -> None:
+    def route(self, inbox: str, handler: AckHandler) -> None:
         self._routes[inbox] = handler
 
     def unroute(self, inbox: str) -> None:
@@ -175,9 +180,9 @@ class AckRouter:
     async def on_msg(self, msg: Any) -> None:
         handler = self._routes.get(msg.subject)
         if handler is not None:
-            handler(msg.data)
+            handler(msg.data, None, 0)
 
-    def deliver(self, inbox: str, data: bytes) -> bool:
+    def deliver(self, inbox: str, data: bytes, correlation_id: str, ack_error: int) -> bool:
         """Hand an ack to a waiter of this server directly, without the NATS round trip.
 
         Partitions led here call it (synchronously, from Trio) before publishing an ack on
@@ -188,7 +193,7 @@ class AckRouter:
             return False
         handler = self._routes.get(inbox)
         if handler is not None:
-            handler(data)
+            handler(data, correlation_id, ack_error)
         return True
 
 
@@ -619,7 +624,7 @@ class ApiService:
             return None
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 
-        def on_ack(payload: bytes) -> None:
+        def on_ack(payload: bytes, _cid: str | None = None, _error: int = 0) -> None:
             if not fut.done():
                 fut.set_result(payload)
 
@@ -665,27 +670,29 @@ class ApiService:
         room = asyncio.Event()  # fewer than PUBLISH_ASYNC_INFLIGHT_MAX await their ack
         room.set()
 
-        def on_ack(payload: bytes) -> None:
+        def on_ack(payload: bytes, correlation_id: str | None, ack_error: int) -> None:
             nonlocal inflight
-            ack = envelope.decode_ack(payload)
-            if ack is None:
-                return
-            ack_bytes = payload[payload[5] :]  # the Ack as sent (header checked by decode_ack)
+            if correlation_id is None:  # from NATS: decode (and check) it
+                ack = envelope.decode_ack(payload)
+                if ack is None:
+                    return
+                correlation_id, ack_error = ack.correlation_id, ack.ack_error
+            ack_bytes = payload[payload[5] :]  # the Ack as sent (header checked above)
             inflight = max(0, inflight - 1)
             if inflight < PUBLISH_ASYNC_INFLIGHT_MAX:
                 room.set()
             if inflight == 0:
                 drained.set()
-            if ack.ack_error:
+            if ack_error:
                 code, text = _ASYNC_ACK_ERRORS.get(
-                    ack.ack_error, (codec.PublishAsyncErrorCode.UNKNOWN, "unknown ack error")
+                    ack_error, (codec.PublishAsyncErrorCode.UNKNOWN, "unknown ack error")
                 )
                 outbox.put_nowait(
                     codec.encode_publish_response(
                         ack=b"",
                         async_error_code=code,
                         async_error_message=text,
-                        correlation_id=ack.correlation_id,
+                        correlation_id=correlation_id,
                     )
                 )
                 return
@@ -694,7 +701,7 @@ class ApiService:
                     ack=ack_bytes,
                     async_error_code=None,
                     async_error_message="",
-                    correlation_id=ack.correlation_id,
+                    correlation_id=correlation_id,
                 )
             )
 

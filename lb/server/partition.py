@@ -45,8 +45,11 @@ log = logging.getLogger("lb.partition")
 
 MetadataRequest = Callable[[PropagatedRequest, float | None], Awaitable[None]]
 """``controller.request`` (asyncio): executes a metadata request on the controller."""
-LocalAcks = Callable[[str, bytes], bool]
-"""Delivers an ack to an inbox of this server directly; False if the inbox is not ours."""
+LocalAcks = Callable[[str, bytes, str, int], bool]
+"""Delivers an ack (inbox, envelope, correlation id, ack error) to an inbox of this server
+directly, so the receiver need not decode it; False if the inbox is not ours."""
+AckOut = tuple[str, bytes, str, int]
+"""An ack to send: inbox, envelope bytes, correlation id, ack error."""
 
 INGEST_CAPACITY = 8192
 INGEST_BYTES_MAX = 64 * 1024 * 1024
@@ -200,7 +203,7 @@ class PartitionRuntime:
         self._pending_all: deque[_PendingAck] = deque()
         # ALL acks released by commit_to (the HW moved outside the writer): sent by a task.
         self._released_send, self._released_recv = trio.open_memory_channel[
-            list[tuple[str, bytes]]
+            list[AckOut]
         ](RELEASED_ACK_BATCHES_MAX)
         self._options = log_options(stream, settings)
         self._occ = bool(stream.config.optimistic_concurrency_control)
@@ -404,7 +407,7 @@ class PartitionRuntime:
                 acks.append((len(bodies), m))
             bodies.append(m.encode_body())
             next_offset += 1
-        out: list[tuple[str, bytes]] = []
+        out: list[AckOut] = []
         if bodies:
             async with self._io_lock:
                 result = lg.append_bodies(bodies, now_ns, now_ns, self.meta.leader_epoch)
@@ -428,12 +431,12 @@ class PartitionRuntime:
                 out.append(self._ack_bytes(-1, m.ack_inbox, fields, error))
         await self._send_acks(out)
 
-    async def _send_acks(self, out: list[tuple[str, bytes]]) -> None:
+    async def _send_acks(self, out: list[AckOut]) -> None:
         """Acks to this server's own inboxes go straight to their waiters; the rest go out on
         NATS with one asyncio hop for the whole batch."""
         local = self.local_acks
         if local is not None:
-            out = [item for item in out if not local(item[0], item[1])]
+            out = [item for item in out if not local(*item)]
         if out:
             await trio_asyncio.aio_as_trio(self._publish_all)(out)
 
@@ -488,7 +491,7 @@ class PartitionRuntime:
                     break
             await self._send_acks(batch)
 
-    def _release_committed(self) -> list[tuple[str, bytes]]:
+    def _release_committed(self) -> list[AckOut]:
         hw = self.log.hw if self.log is not None else -1
         out = []
         pending = self._pending_all
@@ -499,9 +502,9 @@ class PartitionRuntime:
 
     def _ack_bytes(
         self, offset: int, inbox: str, fields: dict[str, Any], error: int = AckError.OK
-    ) -> tuple[str, bytes]:
+    ) -> AckOut:
         commit_ns = 0 if error == AckError.TOO_LARGE else time.time_ns()  # ACK-3
-        return inbox, envelope.encode_ack(
+        data = envelope.encode_ack(
             stream=self.stream.name,
             partition_subject=self.stream.subject,
             offset=offset if offset >= 0 else 0,
@@ -509,10 +512,11 @@ class PartitionRuntime:
             ack_error=int(error),
             **fields,
         )
+        return inbox, data, fields["correlation_id"], int(error)
 
-    async def _publish_all(self, out: list[tuple[str, bytes]]) -> None:
+    async def _publish_all(self, out: list[AckOut]) -> None:
         publish = self.nats.publish
-        for subject, data in out:
+        for subject, data, _, _ in out:
             await publish(subject, data)
 
     # -- auto-pause (PAUSE-9) -----------------------------------------------------------------
