@@ -303,9 +303,13 @@ class _Checker:
                 self.report.leader_losses.append(loss)
                 self.counts["leader_losses"] += 1
                 if not evidence:
+                    raw = next((x for lg in isr_logs.values() for x in lg.records
+                                if x.offset == offset), None)
                     self.bad("lost_acked_leader_without_failover", s, p,
-                             f"{op.pid} ({op.path} via {op.via}) acked LEADER at {offset}, final "
-                             f"log has {r.pid if r else 'nothing'} there and no leader change")
+                             f"{op.pid} ({op.path} via {op.via}) acked LEADER at {offset}; the "
+                             f"committed log (HW {hw}) has {r.pid if r else 'nothing'} there "
+                             f"(uncommitted: {raw.pid if raw and raw.offset > hw else '-'}); "
+                             f"no leader change")
 
     def check_consumers(self, fin: PartitionFinal, committed: dict[int, StoredRecord],
                         hw: int) -> None:

@@ -48,7 +48,7 @@ class FaultTiming:
 
     lag_s: float = 2.0  # clustering.replica.max.lag.time
     leader_timeout_s: float = 2.0  # clustering.replica.max.leader.timeout
-    recovery_estimate_s: float = 6.0  # budget per fault for restart and re-election
+    recovery_estimate_s: float = 3.0  # budget per fault for restart and re-election
 
 
 def plan_faults(

@@ -342,7 +342,11 @@ class Workload:
         from lb.envelope import decode_ack, encode_publish
 
         assert self._stop_pub is not None
+        async def on_error(exc: Exception) -> None:
+            self.history.note(f"{prefix} NATS connection: {type(exc).__name__}")
+
         nc = await nats.connect(servers=self.cfg.nats_urls, name=f"chaos-{prefix}",
+                                error_cb=on_error,
                                 allow_reconnect=True, max_reconnect_attempts=-1,
                                 reconnect_time_wait=0.2, connect_timeout=2)
         targets = self._targets()
