@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -54,6 +55,7 @@ PATHS = ("publish-async", "grpc-publish", "nats-envelope", "nats-raw")
 ACK_POLICIES = {"leader": 0, "all": 1, "none": 2}
 SETTLE_S = 2.0  # nats-raw: stored count unchanged this long = done
 READY_TIMEOUT_S = 60.0
+STALL_S = 20.0  # a phase whose message count does not move this long has failed
 
 
 @dataclass(frozen=True)
@@ -159,19 +161,28 @@ def run_workers(
         for w in workers:
             if not w.ready.wait(READY_TIMEOUT_S) or w.proc.poll() is not None:
                 raise RuntimeError(f"worker {w.spec['worker']} did not get ready")
+        spies = start_profilers(procs, label) if PROFILE_DIR else []
         cpu0 = procs.cpu()
         t0 = time.monotonic()
         for w in workers:
             w.go()
         total = sum(int(s["messages"]) for s in specs)
         deadline = t0 + timeout_s
+        last, moved = -1, t0
         while not all(w.finished.is_set() for w in workers):
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            done = sum(w.progress for w in workers)
+            if done != last:
+                last, moved = done, now
+            if now > deadline:
                 raise TimeoutError(f"{label}: workers still running after {timeout_s:.0f} s")
-            progress.show(label, sum(w.progress for w in workers), total, t0)
+            if now - moved > STALL_S:
+                raise TimeoutError(f"{label}: no progress for {STALL_S:.0f} s at {done}/{total}")
+            progress.show(label, done, total, t0)
             time.sleep(0.05)
         wall = time.monotonic() - t0
         cpu1 = procs.cpu()
+        stop_profilers(spies)
         progress.show(label, sum((w.result or {}).get("done", 0) for w in workers), total, t0)
         progress.end()
         results = []
@@ -183,6 +194,48 @@ def run_workers(
     finally:
         for w in workers:
             w.stop()
+        if PROFILE_DIR:
+            stop_profilers(spies)
+
+
+PROFILE_DIR: Path | None = None  # --profile: py-spy every lb server during every phase
+
+
+def start_profilers(procs: srv.Procs, label: str) -> list[tuple[Any, Path]]:
+    """One ``py-spy record`` per lb server (collapsed stacks, 200 Hz, non-blocking)."""
+    assert PROFILE_DIR is not None
+    PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+    spies = []
+    safe = label.replace("/", "-").replace(" ", "_")
+    for name, p in procs.procs.items():
+        if not name.startswith("lb"):
+            continue
+        out = PROFILE_DIR / f"{safe}-{name}.txt"
+        spy = srv.spawn([py_spy_binary(), "record", "--pid", str(p.pid), "--format", "raw",
+                         "--rate", "200", "--nonblocking", "--function", "-o", str(out)],
+                        log=PROFILE_DIR / f"{safe}-{name}.log")
+        spies.append((spy, out))
+    time.sleep(0.5)  # py-spy attaches before the clock starts
+    return spies
+
+
+def py_spy_binary() -> str:
+    beside = Path(sys.executable).parent / "py-spy"
+    found = str(beside) if beside.exists() else shutil.which("py-spy")
+    if not found:
+        raise SystemExit("--profile needs py-spy: pip install py-spy (a dev tool)")
+    return found
+
+
+def stop_profilers(spies: list[tuple[Any, Path]]) -> None:
+    for spy, _ in spies:
+        if spy.poll() is None:
+            os.killpg(spy.pid, signal.SIGINT)  # py-spy writes its file on SIGINT
+    for spy, _ in spies:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            spy.wait(15)
+        srv.kill_group(spy, timeout_s=1)
+    spies.clear()
 
 
 # ------------------------------------------------------------------------------------------
@@ -366,7 +419,7 @@ FIGURES = ("msgs_per_s", "mb_per_s", "p50_us", "p99_us", "p99.9_us", "srv_cpu_us
 def medians(cases: list[dict[str, Any]], phase: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for f in FIGURES:
-        vals = [c[phase][f] for c in cases if phase in c and f in c[phase]]
+        vals = [c[phase][f] for c in cases if c["ok"] and phase in c and f in c[phase]]
         if vals:
             out[f] = statistics.median(vals)
     return out
@@ -378,6 +431,8 @@ def run_workload(wl: Workload, systems: list[str], rounds: int, tmp: Path,
     per: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
     for r in range(rounds):
         for s in systems:
+            if per[s] and not per[s][0]["ok"]:
+                continue  # it failed in round 1: do not spend the other rounds on it
             label = f"{wl.name} {s}/{wl.path} r{r + 1}/{rounds}"
             per[s].append(run_case(s, wl, tmp, label, progress))
     summary: dict[str, Any] = {"workload": asdict(wl), "rounds": per, "medians": {}}
@@ -436,10 +491,12 @@ def readme_suite(scale: float) -> list[Workload]:
     return [
         Workload("P1", "publish-async", n(30_000), pub_batch=100, consume=False),
         Workload("P2", "publish-async", n(60_000), pub_batch=100, concurrent=4, consume=False),
-        Workload("P3", "grpc-publish", n(3_000), pub_batch=1, consume=False),
+        Workload("P3", "grpc-publish", n(1_000), pub_batch=1, consume=False),
         Workload("P4", "publish-async", n(20_000), pub_batch=100, replication_factor=3,
                  ack_policy="all", consume=False),
-        Workload("P5", "publish-async", n(100_000), pub_batch=100, consume=True),
+        # P5 fills the stream with plain NATS publishes (fast, lossless at this rate on both
+        # systems, checked) and measures the read-back from EARLIEST.
+        Workload("P5", "nats-raw", n(100_000), rate=50_000, consume=True),
         Workload("P7", "publish-async", n(20_000), pub_batch=100, fsync="batch", consume=False),
     ]
 
@@ -516,12 +573,15 @@ def rst_table(summaries: list[dict[str, Any]], p6: dict[str, Any] | None) -> str
             med = s["medians"][phase]
             lb_m, js_m = med.get("lb", {}), med.get("js", {})
             ratio = med.get("lb/js", {}).get("msgs_per_s")
+
+            def num(m: dict[str, float], f: str, fmt: str) -> str:
+                return format(m[f], fmt) if f in m else "failed"
+
             rows.append((
                 wl["name"] + (" (consume)" if phase == "consume" else ""),
-                f"{lb_m.get('msgs_per_s', 0):,.0f}", f"{js_m.get('msgs_per_s', 0):,.0f}",
+                num(lb_m, "msgs_per_s", ",.0f"), num(js_m, "msgs_per_s", ",.0f"),
                 f"{ratio:.2f}" if ratio else "-", lat(lb_m), lat(js_m),
-                f"{lb_m.get('srv_cpu_us_per_msg', 0):.0f}",
-                f"{js_m.get('srv_cpu_us_per_msg', 0):.0f}",
+                num(lb_m, "srv_cpu_us_per_msg", ".0f"), num(js_m, "srv_cpu_us_per_msg", ".0f"),
             ))
     if p6:
         lbr = p6.get("lb", {}).get("lossless_msgs_per_s", 0)
@@ -563,12 +623,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     "with --vs-jetstream or --suite, else 1)")
     ap.add_argument("--suite", choices=("readme",), help="run the README workloads P1-P7")
     ap.add_argument("--scale", type=float, default=1.0, help="--suite: message-count factor")
-    ap.add_argument("--p6-rates", default="2000,5000,10000,20000,40000,80000",
+    ap.add_argument("--p6-rates", default="20000,40000,80000,160000,320000",
                     help="--suite: raw NATS rates to try, ascending")
     ap.add_argument("--quick", action="store_true", help="CI smoke test: correctness only")
     ap.add_argument("--json", type=Path, help="write every figure to this file")
     ap.add_argument("--progress", choices=("auto", "on", "off"), default="auto")
     ap.add_argument("--tmp", type=Path, help="where servers keep data (default: a temp dir)")
+    ap.add_argument("--profile", type=Path, metavar="DIR",
+                    help="py-spy (dev tool, not a dependency) every lb server in every phase; "
+                    "collapsed stacks into DIR, ranked with profile_summary.py")
     return ap.parse_args(argv)
 
 
@@ -578,6 +641,8 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
     progress = Progress(args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty()))
+    global PROFILE_DIR
+    PROFILE_DIR = args.profile
     report: dict[str, Any] = {"machine": machine(), "argv": sys.argv[1:], "workloads": []}
     ok = True
     with tempfile.TemporaryDirectory(prefix="lb-bench-", dir=args.tmp) as tmpname:
@@ -597,8 +662,8 @@ def main(argv: list[str] | None = None) -> int:
                 report["workloads"].append(s)
                 ok = ok and s["ok"]
             rates = [float(r) for r in args.p6_rates.split(",") if r]
-            report["p6"] = max_rate(["lb", "js"], rates, 3.0, 256, tmp, progress)
-            print("\n== P6: highest lossless raw NATS rate (3 s per step)")
+            report["p6"] = max_rate(["lb", "js"], rates, 2.0, 256, tmp, progress)
+            print("\n== P6: highest lossless raw NATS rate (2 s per step)")
             for sys_name, r in report["p6"].items():
                 steps = ", ".join(f"{st['rate']:,.0f}: lost {st['lost']}" for st in r["steps"])
                 print(f"  {sys_name}: {r['lossless_msgs_per_s']:,.0f} msg/s  ({steps})")
