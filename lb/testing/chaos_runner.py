@@ -515,7 +515,10 @@ class ChaosRun:
             wait_until(lambda: self.replicas_at_markers(markers), 15, 0.2,
                        what="replicas at the markers")
         for name in self.names:
-            self.c.servers[name].stop(20)
+            code = self.c.servers[name].stop(20)
+            if code not in (0, None):
+                self.history.note(f"{name} did not stop cleanly (exit code {code})")
+                self.log(f"{name} did not stop cleanly (exit code {code})")
         for key in keys:
             pm = parts.get(key)
             marker = markers.get(key, ("", -1))
