@@ -18,7 +18,6 @@ ackable offset.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -263,7 +262,10 @@ class PartitionRuntime:
                     await self._subscribe_nats(nursery)
         finally:
             with trio.CancelScope(shield=True):
-                self._close_log()
+                # Readers see no log from here on; the close (an fsync) runs off the loop.
+                lg, self.log = self.log, None
+                if lg is not None:
+                    await trio.to_thread.run_sync(self._close_log, lg)
 
     @property
     def name(self) -> str:
@@ -284,20 +286,13 @@ class PartitionRuntime:
         self.notifier.close(reason)
         self._ingest.close()
 
-    def _close_log(self) -> None:
-        lg, self.log = self.log, None
-        if lg is None:
-            return
+    def _close_log(self, lg: CommitLog) -> None:
         try:
             if self.closed is not DELETED:
                 lg.checkpoint_hw()
             lg.close()
         except Exception as exc:  # closing must not mask the reason we are stopping
             log.warning("%s: closing the log: %s", self.name, exc)
-
-    def delete_data(self) -> None:
-        """Remove the partition's directory (after ``run`` has ended)."""
-        shutil.rmtree(self.path, ignore_errors=True)
 
     # -- leader: ingest ---------------------------------------------------------------------
 
