@@ -197,7 +197,7 @@ class PartitionRuntime:
         )
         # Serialises what must not overlap a sync running in a worker thread: appends (the
         # writer holds it across append + sync) and cleaner steps.
-        self._io_lock = trio.Lock()
+        self.io_lock = trio.Lock()
         self._last_received = time.monotonic()  # auto-pause idleness (PAUSE-9)
         self._pending_all: deque[_PendingAck] = deque()
         # ALL acks released by commit_to (the HW moved outside the writer): sent by a task.
@@ -370,7 +370,7 @@ class PartitionRuntime:
         with trio.move_on_after(max(0.0, (deadline_ns - time.time_ns()) / 1e9)):
             return await self._ingest.receive_batch(batch_max)
         if lg.sync_due(time.time_ns()):
-            async with self._io_lock:
+            async with self.io_lock:
                 await trio.to_thread.run_sync(lg.sync)
             if self._ack_after_sync:
                 self._advance_hw()
@@ -404,7 +404,7 @@ class PartitionRuntime:
             next_offset += 1
         out: list[AckOut] = []
         if bodies:
-            async with self._io_lock:
+            async with self.io_lock:
                 result = lg.append_bodies(bodies, now_ns, now_ns, self.meta.leader_epoch)
                 if result.sync_due:
                     await trio.to_thread.run_sync(lg.sync)
@@ -587,7 +587,7 @@ class PartitionRuntime:
             steps = lg.clean_steps(time.time_ns(), report)
             while True:
                 # One segment per step, never during a sync; appends interleave.
-                async with self._io_lock:
+                async with self.io_lock:
                     if next(steps, _DONE) is _DONE:
                         break
                 await trio.sleep(0)
