@@ -328,20 +328,23 @@ def stored_counts(kind: str, procs: srv.Procs, table: list[dict[str, Any]]) -> l
     return srv.js_counts(procs, len(table))
 
 
-def wait_stored(kind: str, procs: srv.Procs, table: list[dict[str, Any]], want: int) -> int:
-    """Poll the stored total until it reaches ``want`` or stops moving for SETTLE_S."""
+def wait_stored(
+    kind: str, procs: srv.Procs, table: list[dict[str, Any]], want: int
+) -> tuple[int, float]:
+    """Poll the stored total until it reaches ``want`` or stops moving for SETTLE_S; returns
+    it and how long it took (the backlog the server still had when the publishers ended)."""
+    t0 = last_change = time.monotonic()
     last = -1
-    changed = time.monotonic()
     while True:
         total = sum(stored_counts(kind, procs, table))
         now = time.monotonic()
         if total >= want:
-            return total
+            return total, now - t0
         if total != last:
-            last, changed = total, now
-        elif now - changed > SETTLE_S:
-            return total
-        time.sleep(0.1)
+            last, last_change = total, now
+        elif now - last_change > SETTLE_S:
+            return total, last_change - t0
+        time.sleep(0.05)
 
 
 def run_case(kind: str, wl: Workload, tmp: Path, label: str, progress: Progress) -> dict[str, Any]:
@@ -370,8 +373,11 @@ def run_case(kind: str, wl: Workload, tmp: Path, label: str, progress: Progress)
                                           progress, timeout)
             lat = load_latencies(specs)
             pub = phase_figures(wl, results, cpu, lat, kind)
-            stored = wait_stored(kind, procs, table, n)
+            stored, drain_s = wait_stored(kind, procs, table, n)
             pub["stored"] = stored
+            pub["drain_s"] = drain_s
+            # What the server absorbed: stored messages over publish time plus backlog time.
+            pub["ingest_msgs_per_s"] = stored / (pub["seconds"] + drain_s)
             out["publish"] = pub
             if wl.path == "nats-raw" or wl.ack_policy == "none":
                 pub["lost"] = n - stored
@@ -413,7 +419,8 @@ def run_case(kind: str, wl: Workload, tmp: Path, label: str, progress: Progress)
 # ------------------------------------------------------------------------------------------
 
 FIGURES = ("msgs_per_s", "mb_per_s", "p50_us", "p99_us", "p99.9_us", "srv_cpu_us_per_msg",
-           "lb_cpu_us_per_msg", "nats_cpu_us_per_msg", "client_cpu_us_per_msg", "lost")
+           "lb_cpu_us_per_msg", "nats_cpu_us_per_msg", "client_cpu_us_per_msg", "lost",
+           "drain_s", "ingest_msgs_per_s")
 
 
 def medians(cases: list[dict[str, Any]], phase: str) -> dict[str, float]:
@@ -526,11 +533,16 @@ def max_rate(systems: list[str], rates: list[float], seconds: float, size: int, 
             case = run_case(s, wl, tmp, f"P6 {s}/raw@{rate:,.0f}", progress)
             pub = case.get("publish", {})
             steps.append({"rate": rate, "achieved": pub.get("msgs_per_s"),
-                          "lost": pub.get("lost"), "problems": case["problems"],
+                          "lost": pub.get("lost"), "drain_s": pub.get("drain_s"),
+                          "ingest": pub.get("ingest_msgs_per_s"),
+                          "problems": case["problems"],
                           "srv_cpu_us_per_msg": pub.get("srv_cpu_us_per_msg")})
+            # Keeping up: nothing lost; the rate kept is what was stored per second counting
+            # the backlog drained after the publisher stopped (a server that buffers in its
+            # NATS client would otherwise look faster than it is).
             if not case["ok"] or pub.get("lost", 1) != 0:
                 break
-            best = pub["msgs_per_s"]
+            best = max(best, pub["ingest_msgs_per_s"])
         out[s] = {"lossless_msgs_per_s": best, "steps": steps}
     return out
 
@@ -665,7 +677,9 @@ def main(argv: list[str] | None = None) -> int:
             report["p6"] = max_rate(["lb", "js"], rates, 2.0, 256, tmp, progress)
             print("\n== P6: highest lossless raw NATS rate (2 s per step)")
             for sys_name, r in report["p6"].items():
-                steps = ", ".join(f"{st['rate']:,.0f}: lost {st['lost']}" for st in r["steps"])
+                steps = ", ".join(
+                    f"target {st['rate']:,.0f}: sent {st['achieved'] or 0:,.0f}/s, stored "
+                    f"{st['ingest'] or 0:,.0f}/s, lost {st['lost']}" for st in r["steps"])
                 print(f"  {sys_name}: {r['lossless_msgs_per_s']:,.0f} msg/s  ({steps})")
             report["rst"] = rst_table(report["workloads"], report["p6"])
             print("\n" + report["rst"])

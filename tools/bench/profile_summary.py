@@ -61,8 +61,10 @@ def summarize(path: Path, top: int = 20) -> str:
     lines += [f"    {100 * c / total:5.1f}%  {a}" for a, c in by_area.most_common(top)]
     lines.append("  self (where the CPU was):")
     lines += [f"    {100 * c / total:5.1f}%  {f}" for f, c in self_.most_common(top)]
-    lines.append("  inclusive (time spent under):")
-    lines += [f"    {100 * c / total:5.1f}%  {f}" for f, c in incl.most_common(top)]
+    lines.append("  inclusive (time spent under; frames under >=95% of samples, i.e. the "
+                 "process and event-loop roots, left out):")
+    lines += [f"    {100 * c / total:5.1f}%  {f}"
+              for f, c in [(f, c) for f, c in incl.most_common() if c < 0.95 * total][:top]]
     return "\n".join(lines)
 
 
