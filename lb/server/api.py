@@ -203,14 +203,9 @@ class ApiService:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.acks = AckRouter(f"{node.config.clustering.namespace}.ack.{node.info.server_id}")
-        if node.partitions is not None:
-            # Partitions propose metadata changes (auto-pause) the way RPCs do, and hand acks
-            # for this server's inboxes straight to their waiters.
-            if node.partitions.metadata_request is None:
-                node.partitions.metadata_request = self._metadata_call
-            node.partitions.local_acks = self.acks.deliver
 
-    async def _metadata_call(self, request: Any, timeout_s: float | None) -> None:
+    async def metadata_call(self, request: Any, timeout_s: float | None) -> None:
+        """A metadata request from this server's own tasks (auto-pause, replication)."""
         await self._controller.request(request, timeout_s)
 
     # -- plumbing ---------------------------------------------------------------------------

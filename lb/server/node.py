@@ -145,12 +145,20 @@ class Node:
             batch_time_ns_max=self.config.batch_time_ns_max,
             replication_bytes_max=self.config.clustering.replication_bytes_max,
             min_insync_replicas=self.config.clustering.min_insync_replicas,
+            replica_lag_ns_max=self.config.clustering.replica_lag_ns_max,
+            replica_leader_timeout_ns=self.config.clustering.replica_leader_timeout_ns_max,
+            replica_idle_wait_ns=self.config.clustering.replica_idle_wait_ns_max,
+            replica_fetch_timeout_ns=self.config.clustering.replica_fetch_timeout_ns,
             stream_defaults=dataclasses.asdict(self.config.streams),
         )
         self.partitions = PartitionManager(settings, self._nats, self._metadata_state)
         await services.start(self.partitions.run)
 
         api = ApiService(self)
+        # Partitions propose metadata changes (auto-pause, ISR, leader reports) the way RPCs
+        # do, and hand acks for this server's own inboxes straight to their waiters.
+        self.partitions.metadata_request = api.metadata_call
+        self.partitions.local_acks = api.acks.deliver
         await trio_asyncio.aio_as_trio(self._nats.subscribe)(
             f"{api.acks.prefix}.>", cb=api.acks.on_msg
         )

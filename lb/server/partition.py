@@ -35,9 +35,16 @@ from lb import envelope
 from lb._proto.lbinternal import PropagatedRequest
 from lb.codec import AckError, AckPolicy
 from lb.metadata import propagation as prop
+from lb.metadata.errors import MetadataError
 from lb.metadata.model import Partition as PartitionMeta
 from lb.metadata.model import Stream
 from lb.server.bridge import AioNotifier, IngestChannel
+from lb.server.replication import (
+    FollowerReplication,
+    LeaderReplication,
+    encode_notify,
+    notify_subject,
+)
 from lb.storage import CleanReport, CommitLog, FsyncPolicy, LogOptions, Record
 
 log = logging.getLogger("lb.partition")
@@ -89,6 +96,10 @@ class Settings:
     replication_bytes_max: int
     min_insync_replicas: int
     stream_defaults: dict[str, Any]
+    replica_lag_ns_max: int = 15_000_000_000
+    replica_leader_timeout_ns: int = 15_000_000_000
+    replica_idle_wait_ns: int = 10_000_000_000
+    replica_fetch_timeout_ns: int = 3_000_000_000
 
 
 @dataclass(slots=True)
@@ -206,6 +217,11 @@ class PartitionRuntime:
         ](RELEASED_ACK_BATCHES_MAX)
         self._options = log_options(stream, settings)
         self._occ = bool(stream.config.optimistic_concurrency_control)
+        self.leader_repl: LeaderReplication | None = None
+        self.follower_repl: FollowerReplication | None = None
+        self.led_before = False
+        """Set by the manager when this process already led this leader epoch (a runtime
+        restart, e.g. after a resume), as opposed to a leadership left by a previous process."""
         self._ack_after_sync = self._options.fsync.kind == "batch"
 
     # -- facts for the API (synchronous; callable from asyncio handlers) -------------------
@@ -254,12 +270,26 @@ class PartitionRuntime:
                 nursery.start_soon(self._checkpoint_loop)
                 nursery.start_soon(self._cleaner_loop)
                 if self.is_leader:
+                    if self._leadership_left_by_a_previous_process():
+                        await self._hand_over_restarted_leadership()
+                        return
                     self._become_leader()
+                    if self.leader_repl is not None:
+                        nursery.start_soon(self.leader_repl.run)
                     nursery.start_soon(self._writer)
                     nursery.start_soon(self._ack_sender)
                     if self.auto_pause_ns > 0:
                         nursery.start_soon(self._auto_pause_loop)
                     await self._subscribe_nats(nursery)
+                else:
+                    self.follower_repl = FollowerReplication(
+                        self,
+                        self._require_metadata_request(),
+                        fetch_timeout_s=self.settings.replica_fetch_timeout_ns / 1e9,
+                        idle_wait_ns_max=self.settings.replica_idle_wait_ns,
+                        leader_timeout_ns=self.settings.replica_leader_timeout_ns,
+                    )
+                    await self.follower_repl.run()
         finally:
             with trio.CancelScope(shield=True):
                 # Readers see no log from here on; the close (an fsync) runs off the loop.
@@ -276,9 +306,61 @@ class PartitionRuntime:
         assert lg is not None
         # KIP-101: this leader epoch starts at our log end.
         lg.epochs.assign(self.meta.leader_epoch, lg.next_offset)
+        if len(self.meta.replicas) > 1:
+            self.leader_repl = LeaderReplication(
+                self,
+                self._require_metadata_request(),
+                self.settings.replica_lag_ns_max,
+                self._min_isr(),
+            )
         # A one-replica ISR commits what the leader has; with followers the HW moves only as
         # they fetch (partition replication).
         self._advance_hw()
+
+    def _min_isr(self) -> int:
+        return self.stream.config.min_isr or self.settings.min_insync_replicas
+
+    def _require_metadata_request(self) -> MetadataRequest:
+        if self.metadata_request is None:
+            raise RuntimeError("partition replication needs the metadata controller")
+        return self.metadata_request
+
+    def _leadership_left_by_a_previous_process(self) -> bool:
+        """We are the recorded leader, our log says we led this epoch, and not in this process.
+
+        A previous process of this server led the epoch; it may have lost an unsynced tail that
+        followers hold under the same epoch, so this process must not lead it again.
+        """
+        lg = self.log
+        assert lg is not None
+        return (
+            len(self.meta.replicas) > 1
+            and not self.led_before
+            and lg.epochs.latest_epoch == self.meta.leader_epoch
+        )
+
+    async def _hand_over_restarted_leadership(self) -> None:
+        request = self._require_metadata_request()
+        log.info(
+            "%s: restarted as the recorded leader of epoch %d; asking for a new leader",
+            self.name,
+            self.meta.leader_epoch,
+        )
+        req = prop.leader_restarted_request(
+            self.stream.name, self.meta.id, self.settings.server_id, self.meta.leader_epoch
+        )
+        while True:
+            try:
+                await trio_asyncio.aio_as_trio(request)(req, 5.0)
+            except MetadataError as err:
+                log.info("%s: leader hand-over: %s", self.name, err)
+            # The new leader epoch restarts this runtime; until then, retry slowly.
+            await trio.sleep(1.0)
+
+    def on_meta_changed(self) -> None:
+        """The manager updated ``meta`` in place (same leader epoch): e.g. a new ISR."""
+        if self.leader_repl is not None:
+            self.leader_repl.apply_isr(self.meta.isr, self.meta.epoch)
 
     def stop(self, reason: PartitionClosed) -> None:
         """Mark the partition closed for subscribers (the manager cancels its tasks)."""
@@ -408,6 +490,10 @@ class PartitionRuntime:
                 result = lg.append_bodies(bodies, now_ns, now_ns, self.meta.leader_epoch)
                 if result.sync_due:
                     await trio.to_thread.run_sync(lg.sync)
+            if self.leader_repl is not None:
+                idle = self.leader_repl.after_append()
+                if idle:
+                    await self._notify_followers(idle)
             first = result.first_offset
             for i, m in acks:
                 offset = first + i
@@ -425,6 +511,18 @@ class PartitionRuntime:
                 fields = _ack(m, now_ns)
                 out.append(self._ack_bytes(-1, m.ack_inbox, fields, error))
         await self._send_acks(out)
+
+    async def _notify_followers(self, followers: list[str]) -> None:
+        """Wake idle followers: there is new data (one NATS hop for the batch)."""
+        ns = self.settings.namespace
+        payload = encode_notify(self.stream.name, self.meta.id)
+        await trio_asyncio.aio_as_trio(self._publish_raw)(
+            [(notify_subject(ns, f), payload) for f in followers]
+        )
+
+    async def _publish_raw(self, out: list[tuple[str, bytes]]) -> None:
+        for subject, data in out:
+            await self.nats.publish(subject, data)
 
     async def _send_acks(self, out: list[AckOut]) -> None:
         """Acks to this server's own inboxes go straight to their waiters; the rest go out on
@@ -444,9 +542,17 @@ class PartitionRuntime:
         """HW = min over the ISR of what each member has. Alone in the ISR: our own."""
         lg = self.log
         assert lg is not None
+        repl = self.leader_repl
+        if repl is not None:
+            hw = repl.state.high_watermark
+            if self._ack_after_sync:
+                hw = min(hw, lg.durable_offset)  # group commit: only what is fsynced counts
+            if hw > lg.hw:
+                lg.set_hw(hw)
+                self.notifier.notify()
+            return
         isr = self.meta.isr
-        min_isr = self.stream.config.min_isr or self.settings.min_insync_replicas
-        if len(isr) < min_isr:
+        if len(isr) < self._min_isr():
             return  # REPL-5: below min ISR nothing commits
         if len(isr) == 1 and isr[0] == self.settings.server_id:
             new_hw = self._ackable_offset()

@@ -17,8 +17,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import trio
+import trio_asyncio
 from nats.aio.client import Client as NatsClient
 
 from lb.metadata import effects as fx
@@ -35,6 +37,7 @@ from lb.server.partition import (
     PartitionRuntime,
     Settings,
 )
+from lb.server.replication import decode_notify, notify_subject
 
 log = logging.getLogger("lb.partition")
 
@@ -67,6 +70,7 @@ class PartitionManager:
         # Event timestamps outlive runtimes (a pause stops one, the resume starts another).
         self._events: dict[Key, tuple[int, PartitionEvents]] = {}
         self._paused: set[Key] = set()
+        self._led: dict[Key, int] = {}  # leader epochs this process has led, per partition
         self.metadata_request: MetadataRequest | None = None
         """How partitions propose metadata changes (auto-pause); set by the node's wiring."""
         self.local_acks: LocalAcks | None = None
@@ -89,6 +93,14 @@ class PartitionManager:
         return [s.runtime for s in self._slots.values()]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async def on_notify(msg: Any) -> None:
+            key = decode_notify(msg.data)
+            slot = self._slots.get(key) if key is not None else None
+            if slot is not None and slot.runtime.follower_repl is not None:
+                slot.runtime.follower_repl.notify()
+
+        subject = notify_subject(self.settings.namespace, self.settings.server_id)
+        await trio_asyncio.aio_as_trio(self._nats.subscribe)(subject, cb=on_notify)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             for effects in self._pending:
@@ -150,7 +162,9 @@ class PartitionManager:
                 self._stop(key, DELETED if recreated else NOT_LEADER, delete=recreated)
                 continue
             rt.stream = stream
-            rt.meta = meta
+            if meta != rt.meta:
+                rt.meta = meta
+                rt.on_meta_changed()  # e.g. a new ISR for the leader's HW
             if rt.readonly != meta.readonly:
                 rt.readonly = meta.readonly
                 rt.readonly_times.mark(now_ns)
@@ -179,6 +193,11 @@ class PartitionManager:
             metadata_request=self.metadata_request,
             local_acks=self.local_acks,
         )
+        if meta.leader == self.settings.server_id:
+            # Leading the same epoch again in this process (e.g. after a resume) is safe; a
+            # leadership recorded by a previous process is handed over (see the runtime).
+            runtime.led_before = self._led.get(key) == meta.leader_epoch
+            self._led[key] = meta.leader_epoch
         slot = _Slot(runtime)
         self._slots[key] = slot
         self._nursery.start_soon(self._run_slot, slot, after, name=f"partition {runtime.name}")

@@ -228,7 +228,7 @@ class LeaderReplication:
             epoch, end = lg.epochs.end_offset_for(req.requested_epoch)
             answer = pb.EpochEndOffsetResponse(
                 leader_epoch=self.state.leader_epoch,
-                epoch=max(epoch, 0),
+                epoch=epoch,
                 end_offset=end,
                 requested_epoch=req.requested_epoch,
                 unknown=epoch == UNDEFINED,
@@ -341,7 +341,8 @@ class FollowerReplication:
                 state.leader_epoch,
             )
             assert cut.offset > lg.hw or cut.below_hw, "committed offsets are never truncated"
-            lg.truncate(cut.offset)
+            async with self.rt.io_lock:
+                lg.truncate(cut.offset)
 
     async def _fetch(self, request: Any, subject: str) -> bool:
         rt = self.rt
@@ -382,9 +383,10 @@ class FollowerReplication:
                 log.debug("%s: dropped a fetch response: %s", rt.name, outcome.reason)
             return False
         if outcome.append:
-            result = lg.append_raw(data, time.time_ns(), state.leader_epoch)
-            if result.sync_due:
-                await trio.to_thread.run_sync(lg.sync)
+            async with rt.io_lock:  # never overlaps a sync or cleaner step in a thread
+                result = lg.append_raw(data, time.time_ns(), state.leader_epoch)
+                if result.sync_due:
+                    await trio.to_thread.run_sync(lg.sync)
         if outcome.hw > lg.hw:
             lg.set_hw(outcome.hw)
             rt.notifier.notify()

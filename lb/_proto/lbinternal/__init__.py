@@ -435,7 +435,7 @@ class EpochEndOffsetRequest(betterproto.Message):
 
     replica_id: str = betterproto.string_field(1)
     leader_epoch: int = betterproto.uint64_field(2)
-    requested_epoch: int = betterproto.uint64_field(3)
+    requested_epoch: int = betterproto.int64_field(3)
 
 
 @dataclass(eq=False, repr=False)
@@ -443,6 +443,6 @@ class EpochEndOffsetResponse(betterproto.Message):
     leader_epoch: int = betterproto.uint64_field(1)
     end_offset: int = betterproto.int64_field(2)
     error: str = betterproto.string_field(3)
-    epoch: int = betterproto.uint64_field(4)
-    requested_epoch: int = betterproto.uint64_field(5)
+    epoch: int = betterproto.int64_field(4)
+    requested_epoch: int = betterproto.int64_field(5)
     unknown: bool = betterproto.bool_field(6)
