@@ -216,6 +216,19 @@ class MetadataController:
                 await self._leader_changed.wait()
         return self._leader
 
+    async def transfer_leadership(self) -> None:
+        """Before a graceful shutdown: hand the metadata leadership to another voter and wait
+        (bounded by the caller) until it has moved."""
+        node = self.node
+        if node is None or node.role is not Role.LEADER:
+            return
+        if len(node.status().conf_state.voters) < 2:
+            return
+        await self._inbox_send.send(("transfer",))
+        while self._leader == self.server_id:
+            await self._leader_changed.wait()
+        log.info("metadata leadership moved to %s", self._leader or "nobody yet")
+
     async def request(self, req: pb.PropagatedRequest, timeout_s: float | None) -> None:
         """Execute a metadata request from this server (asyncio side, gRPC handlers).
 
@@ -380,6 +393,12 @@ class MetadataController:
                 return
             waiter.term = node.term
             self._pending[index] = waiter
+        elif kind == "transfer":
+            try:
+                target = node.transfer_leadership()
+                log.info("transferring the metadata leadership to %s", target)
+            except RaftError as exc:
+                log.info("no metadata leadership transfer: %s", exc)
         elif kind == "join":
             _, server_id, fut = item
             self._handle_join(server_id, fut)

@@ -31,6 +31,7 @@ from nats.aio.client import Client as NatsClient
 
 from lb.config import Config
 from lb.metadata.model import MetadataState
+from lb.metadata.propagation import leader_restarted_request
 from lb.server.api import ApiService
 from lb.server.controller import MetadataController
 from lb.server.embedded_nats import EmbeddedNats
@@ -45,6 +46,7 @@ NATS_CONNECT_ATTEMPTS_MAX = 30
 NATS_CONNECT_BACKOFF_S = 1.0
 NATS_CLOSE_TIMEOUT_S = 2.0
 READY_LEADER_WAIT_S = 10.0
+HANDOFF_S = 2.0
 
 
 class FatalServerError(RuntimeError):
@@ -249,4 +251,37 @@ class Node:
     async def _watch_signals(self, received: Any) -> None:
         async for signum in received:
             log.info("received %s; shutting down", signal.Signals(signum).name)
+            self.readiness.set_serving(False)
+            with trio.move_on_after(HANDOFF_S):
+                await self._hand_off_leadership()
             self.shutdown()
+            break
+        async for signum in received:  # absorb repeats while shutting down
+            log.info("received %s again; already shutting down", signal.Signals(signum).name)
+
+    async def _hand_off_leadership(self) -> None:
+        """Graceful shutdown moves this server's leaderships first (bounded by HANDOFF_S):
+        partitions it leads go to another ISR member, and the metadata Raft leadership to
+        another voter, so clients see a planned move instead of a failure."""
+        controller, partitions = self.controller, self.partitions
+        if controller is None or partitions is None:
+            return
+        me = self.info.server_id
+        requests = [
+            leader_restarted_request(rt.stream.name, rt.meta.id, me, rt.meta.leader_epoch)
+            for rt in partitions.runtimes()
+            if rt.meta.leader == me and len(rt.meta.isr) > 1
+        ]
+
+        async def move(req: Any) -> None:
+            try:
+                await trio_asyncio.aio_as_trio(controller.request)(req, HANDOFF_S)
+            except Exception as exc:  # best effort: the followers take over anyway
+                log.info("could not hand a partition over before shutdown: %s", exc)
+
+        if requests:
+            log.info("moving %d partition leaderships before shutdown", len(requests))
+            async with trio.open_nursery() as nursery:
+                for req in requests:
+                    nursery.start_soon(move, req)
+        await controller.transfer_leadership()

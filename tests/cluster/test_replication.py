@@ -256,3 +256,32 @@ async def _publish_timeout(port: int) -> None:
         )
     finally:
         channel.close()
+
+
+def test_graceful_shutdown_moves_leaderships_first(tmp_path: Path) -> None:
+    with nats_cluster(tmp_path) as cluster:
+        _cluster3(cluster)
+        meta_leader = cluster.wait_leader()
+        cluster.call(
+            "a", "create_stream", CreateStreamRequest(subject="gs", name="gs", replication_factor=3)
+        )
+        p = _partition(cluster, "a", "gs")
+        publish(cluster, p.leader, "gs", [b"one"])
+        leaving = p.leader
+        others = [n for n in "abc" if n != leaving]
+        cluster.servers[leaving].signal(signal.SIGTERM)
+        assert cluster.servers[leaving].wait(10) == 0
+        out = cluster.servers[leaving].output()
+        assert "moving 1 partition leaderships before shutdown" in out
+        new = wait_until(
+            lambda: (lambda q: q.leader if q.leader != leaving else "")(
+                _partition(cluster, others[0], "gs")
+            ),
+            timeout_s=10,
+            what="the partition leader to move",
+        )
+        assert new in others
+        if meta_leader == leaving:
+            assert "transferring the metadata leadership" in out
+        # The data is all there on the new leader, which accepts writes at once.
+        assert publish(cluster, new, "gs", [b"two"], timeout_s=20) == [1]
