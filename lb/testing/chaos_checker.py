@@ -356,7 +356,9 @@ class _Checker:
         t0 = min(starts)
         for key, ops in sorted(self.ops_by_part.items()):
             stream, _, ps = key.rpartition("/")
-            times = sorted(op.done_ns for op in ops if op.outcome == ACKED and op.done_ns)
+            end = self.h.traffic_ended_ns or (1 << 63)
+            times = sorted(op.done_ns for op in ops
+                           if op.outcome == ACKED and op.done_ns and op.sent_ns < end)
             prev = t0
             for t in times:
                 if t - prev > self.gap_ns:

@@ -163,18 +163,22 @@ class History:
     leaders: list[LeaderObservation] = field(default_factory=list)
     finals: list[PartitionFinal] = field(default_factory=list)
     healed_ns: int = 0  # when the last fault was healed
+    traffic_ended_ns: int = 0  # when the publishers were told to stop (drain and marker after)
     writable_ns: dict[str, int] = field(default_factory=dict)  # "stream/p" -> first ALL ack
     ended_ns: int = 0
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._pending = 0
 
     # ------------------------------------------------------------------ recording
 
     def add_op(self, op: PublishOp) -> PublishOp:
         with self._lock:
             self.ops.append(op)
+            if op.outcome == PENDING:
+                self._pending += 1
         return op
 
     def finish_op(self, op: PublishOp, outcome: str, now_ns: int, offset: int | None = None,
@@ -184,6 +188,8 @@ class History:
         with self._lock:
             if offset is not None:
                 op.acks.append(offset)
+            if op.outcome == PENDING:
+                self._pending -= 1
             if op.outcome in (PENDING, TIMEOUT) or (outcome == ACKED and op.outcome != ACKED):
                 op.outcome = outcome
                 op.done_ns = now_ns
@@ -204,8 +210,8 @@ class History:
             self.leaders.append(obs)
 
     def inflight(self) -> int:
-        with self._lock:
-            return sum(1 for op in self.ops[-2000:] if op.outcome == PENDING)
+        """Publishes sent and not yet answered (nor given up)."""
+        return self._pending
 
     def note(self, text: str) -> None:
         with self._lock:
@@ -247,6 +253,7 @@ class History:
             }
             h.finals.append(PartitionFinal(**{**fin, "logs": logs}))
         h.healed_ns = d["healed_ns"]
+        h.traffic_ended_ns = d.get("traffic_ended_ns", 0)
         h.writable_ns = dict(d["writable_ns"])
         h.ended_ns = d["ended_ns"]
         h.notes = list(d["notes"])

@@ -426,6 +426,9 @@ class ChaosRun:
             self.history.note(f"fault {spec.index} {spec.kind}: no target ({exc})")
             self.log(f"fault {spec.index} {spec.kind}: skipped, no target ({exc})")
             return
+        # Land the fault while publishes are in flight (bounded: traffic may be stalled).
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: self.history.inflight() > 0, 3.0, 0.001, what="a publish in flight")
         ev = self.history.add_fault(FaultEvent(
             spec.index, str(spec.kind), targets, detail, time.time_ns(),
             inflight_at_start=self.history.inflight()))
@@ -491,6 +494,7 @@ class ChaosRun:
         with contextlib.suppress(TimeoutError):
             wait_until(self.all_isr_full, 60, 0.25, what="full ISRs after healing")
         assert self.workload is not None
+        self.history.traffic_ended_ns = time.time_ns()
         self.workload.stop_publishers(cfg.ack_timeout_s * 3 + 10)
         markers: dict[tuple[str, int], tuple[str, int]] = {}
         marker_deadline = time.monotonic() + 20
