@@ -25,6 +25,10 @@ class FaultKind(StrEnum):
     PAUSE = "pause"  # SIGSTOP one server past the lag and leader timeouts, then SIGCONT
     KILL_NATS = "kill_nats"  # SIGKILL one nats-server of a NATS cluster, restart it later
     RESTART_ALL = "restart_all"  # SIGKILL every server, then start them all again
+    # SIGSTOP a partition's followers for less than the lag timeout (the leader keeps
+    # appending an uncommitted tail), SIGKILL the leader, SIGCONT the followers: a follower
+    # takes over and the old leader must cut its tail when it comes back (KIP-101).
+    FREEZE_FOLLOWERS_KILL_LEADER = "freeze_followers_kill_leader"
 
 
 ALL_KINDS: tuple[FaultKind, ...] = tuple(FaultKind)
