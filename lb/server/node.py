@@ -219,6 +219,10 @@ class Node:
             "max_reconnect_attempts": -1,  # reconnect forever, as Liftbridge does
             "reconnect_time_wait": 0.25,
             "connect_timeout": 2,
+            # One line per event instead of nats-py's default tracebacks.
+            "error_cb": _nats_error,
+            "disconnected_cb": _nats_disconnected,
+            "reconnected_cb": _nats_reconnected,
         }
         if cfg.nats.user:
             options["user"] = cfg.nats.user
@@ -285,3 +289,15 @@ class Node:
                 for req in requests:
                     nursery.start_soon(move, req)
         await controller.transfer_leadership()
+
+
+async def _nats_error(exc: Exception) -> None:
+    log.warning("NATS: %s", exc or type(exc).__name__)
+
+
+async def _nats_disconnected() -> None:
+    log.warning("NATS: disconnected; reconnecting")
+
+
+async def _nats_reconnected() -> None:
+    log.info("NATS: reconnected")
