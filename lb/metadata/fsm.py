@@ -268,7 +268,10 @@ def _change_leader(state: MetadataState, op: pb.ChangeLeaderOp, index: int) -> _
     if op.leader not in partition.isr:
         raise failed_precondition(f"{op.leader} not in ISR")
     assert index > partition.leader_epoch, (partition, index)
-    new = _set_epoch(partition, index, leader=op.leader, leader_epoch=index)
+    isr = partition.isr
+    if op.drop_previous_from_isr and op.previous_leader != op.leader:
+        isr = tuple(r for r in isr if r != op.previous_leader)
+    new = _set_epoch(partition, index, leader=op.leader, leader_epoch=index, isr=isr)
     stream = _replace_partitions(state.streams[op.stream], {new.id: new})
     effect = fx.LeaderChanged(new, previous_leader=partition.leader)
     return _Outcome({op.stream: stream}, {}, (effect,))

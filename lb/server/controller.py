@@ -299,7 +299,10 @@ class MetadataController:
                 config=config_from_proto(body.config) if body.config else StreamConfig(),
             )
         if kind == "report_leader":
-            return self._tracker.report(state, LeaderReport.from_proto(body), time.time_ns())
+            op = self._tracker.report(state, LeaderReport.from_proto(body), time.time_ns())
+            if op is not None:
+                op.change_leader.drop_previous_from_isr = True  # it failed: see the op's doc
+            return op
         if kind == "leader_restarted":
             # Move leadership to another ISR member (they hold every committed offset); only
             # when the restarted server is alone in the ISR does it lead again, in a new epoch.

@@ -558,3 +558,17 @@ def test_isr_change_based_on_a_stale_partition_epoch_is_rejected() -> None:
     fresh = ops.expand_isr_op("foo", 0, follower, p.leader, p.leader_epoch)
     fresh.expand_isr.partition_epoch = current.epoch
     d.ok(fresh)
+
+
+def test_change_leader_can_drop_a_failed_leader_from_the_isr() -> None:
+    d = Driver()
+    d.create("foo", rf=3)
+    p = d.fsm.state.partition("foo", 0)
+    assert p is not None
+    new_leader = next(r for r in p.isr if r != p.leader)
+    op = ops.change_leader_op("foo", 0, new_leader, p.leader, p.leader_epoch)
+    op.change_leader.drop_previous_from_isr = True
+    d.ok(op)
+    q = d.fsm.state.partition("foo", 0)
+    assert q is not None and q.leader == new_leader and p.leader not in q.isr
+    assert q.leader_epoch == q.epoch == d.index

@@ -254,6 +254,12 @@ class ChangeLeaderOp(betterproto.Message):
     leader: str = betterproto.string_field(3)
     previous_leader: str = betterproto.string_field(4)
     previous_leader_epoch: int = betterproto.uint64_field(5)
+    drop_previous_from_isr: bool = betterproto.bool_field(6)
+    """
+    The previous leader failed (a majority of the ISR reported it): take it out of the ISR in
+     the same step, so that the new leader commits without waiting replica.max.lag.time for
+     it. Safe: every remaining ISR member holds every committed offset.
+    """
 
 
 @dataclass(eq=False, repr=False)
