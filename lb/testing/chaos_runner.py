@@ -619,8 +619,8 @@ class ChaosRun:
         timing = FaultTiming(cfg.lag_s, cfg.leader_timeout_s)
         # Plan more than fits (recovery times vary); the deadline below cuts the rest.
         self.plan = plan_faults(cfg.seed, cfg.duration_s * 2, cfg.fault_kinds(), timing)
-        self.log(f"seed {cfg.seed}: {len(self.plan)} faults planned: "
-                 f"{[str(s.kind) for s in self.plan]}")
+        self.log(f"seed {cfg.seed}: faults drawn (run in order until {cfg.duration_s:.0f}s have "
+                 f"passed): {[str(s.kind) for s in self.plan]}")
         self.start()
         ports = {n: p.port for n, p in self.c.servers.items()}
         self.workload = Workload(self.history, WorkloadConfig(

@@ -1,4 +1,4 @@
-"""Chaos runs on real processes with fixed seeds (issue 7). Slow: about 3-4 minutes together.
+"""Chaos runs on real processes with fixed seeds (issue 7). Slow: about 2.5 minutes together.
 
 Each run kills, pauses and restarts servers (and a NATS server) while every publish path and ack
 policy is in flight, heals, and requires the checker to find nothing. A failure prints the
