@@ -108,3 +108,16 @@ def test_two_seeds_on_one_namespace_is_fatal(tmp_path: Path) -> None:
         out = a.output() + b.output()
         assert "belongs to another metadata cluster" in out
         assert "raft.bootstrap.seed" in out
+
+
+def test_no_metadata_leader_is_a_clear_internal_error(tmp_path: Path) -> None:
+    """A server with no cluster to join answers metadata calls with Liftbridge's text."""
+    with nats_cluster(tmp_path) as cluster:
+        lonely = cluster.add("lonely")
+        lonely.wait_serving(timeout_s=30)  # SERVING after a bounded wait for a leader
+        with pytest.raises(GRPCError) as err:
+            # With a deadline the server keeps looking for a leader until it (API-CREATE-9).
+            cluster.call("lonely", "create_stream",
+                         CreateStreamRequest(subject="nope", name="nope"), timeout_s=2)
+        assert err.value.status.name == "INTERNAL"
+        assert err.value.message == "no known metadata leader"

@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from grpclib.const import Status
+from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
 
 from lb._proto.proto import (
@@ -15,6 +15,7 @@ from lb._proto.proto import (
     ApiStub,
     CreateStreamRequest,
     FetchMetadataRequest,
+    Message,
     NullableInt32,
     PublishRequest,
     StartPosition,
@@ -285,3 +286,63 @@ def test_graceful_shutdown_moves_leaderships_first(tmp_path: Path) -> None:
             assert "transferring the metadata leadership" in out
         # The data is all there on the new leader, which accepts writes at once.
         assert publish(cluster, new, "gs", [b"two"], timeout_s=20) == [1]
+
+
+def test_subscriber_on_a_deposed_leader_gets_a_clear_error(tmp_path: Path) -> None:
+    """A leader cut off for longer than the leader timeout is replaced; when it comes back, its
+    subscribers end with FailedPrecondition so that clients re-resolve (not SUB-14's quirk)."""
+    with nats_cluster(tmp_path) as cluster:
+        _cluster3(cluster, {"clustering.replica.max.lag.time": "20s"})
+        cluster.call(
+            "a", "create_stream", CreateStreamRequest(subject="dl", name="dl", replication_factor=3)
+        )
+        p = _partition(cluster, "a", "dl")
+        old = p.leader
+        publish(cluster, old, "dl", [b"x"])
+        port = cluster.servers[old].port
+
+        async def watch() -> GRPCError:
+            from grpclib.client import Channel
+
+            channel = Channel("127.0.0.1", port)
+            try:
+                req = SubscribeRequest(stream="dl", start_position=StartPosition.EARLIEST)
+                async with ApiStub(channel).channel.request(
+                    "/proto.API/Subscribe",
+                    Cardinality.UNARY_STREAM,
+                    SubscribeRequest,
+                    Message,
+                    timeout=60,
+                ) as call:
+                    await call.send_message(req, end=True)
+                    await call.recv_message()  # the handshake
+                    await call.recv_message()  # offset 0
+                    started.set()
+                    while await call.recv_message() is not None:
+                        pass
+                    # Leaving the block reads the trailers and raises the status.
+            except GRPCError as err:
+                return err
+            finally:
+                channel.close()
+            raise AssertionError("the subscription ended without an error")
+
+        import threading
+
+        started = threading.Event()
+        result: list[GRPCError] = []
+        t = threading.Thread(target=lambda: result.append(asyncio.run(watch())))
+        t.start()
+        assert started.wait(10)
+        cluster.servers[old].signal(signal.SIGSTOP)
+        others = [n for n in "abc" if n != old]
+        wait_until(
+            lambda: _partition(cluster, others[0], "dl").leader not in ("", old),
+            timeout_s=30,
+            what="a new leader while the old one is stopped",
+        )
+        cluster.servers[old].signal(signal.SIGCONT)
+        t.join(30)
+        assert result, "the subscription on the deposed leader did not end"
+        assert result[0].status is Status.FAILED_PRECONDITION
+        assert "leader" in (result[0].message or "")
