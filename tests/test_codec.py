@@ -10,9 +10,6 @@ A real grpclib server and client on 127.0.0.1 exercise PassthroughCodec.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -40,33 +37,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-
-
-def load_api_pb2(tmp_dir: Path) -> ModuleType:
-    """Generate and import ``api_pb2`` (upb) from protos/api.proto; once per process."""
-    if "api_pb2" in sys.modules:
-        return sys.modules["api_pb2"]
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grpc_tools.protoc",
-            f"-I{ROOT / 'protos'}",
-            f"--python_out={tmp_dir}",
-            str(ROOT / "protos" / "api.proto"),
-        ],
-        check=True,
-    )
-    sys.path.insert(0, str(tmp_dir))
-    try:
-        return importlib.import_module("api_pb2")
-    finally:
-        sys.path.remove(str(tmp_dir))
-
-
-@pytest.fixture(scope="module")
-def pb2(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    return load_api_pb2(tmp_path_factory.mktemp("api_pb2"))
 
 
 # ------------------------------------------------------------------------------------------

@@ -8,9 +8,6 @@ code under test to build its own input.
 
 from __future__ import annotations
 
-import importlib
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -30,33 +27,6 @@ SETTINGS = settings(
 )
 
 MAGIC = bytes([0xB9, 0x0E, 0x43, 0xB4])
-
-
-def load_api_pb2(tmp_dir: Path) -> ModuleType:
-    """Generate and import ``api_pb2`` (upb) from protos/api.proto; once per process."""
-    if "api_pb2" in sys.modules:
-        return sys.modules["api_pb2"]
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grpc_tools.protoc",
-            f"-I{ROOT / 'protos'}",
-            f"--python_out={tmp_dir}",
-            str(ROOT / "protos" / "api.proto"),
-        ],
-        check=True,
-    )
-    sys.path.insert(0, str(tmp_dir))
-    try:
-        return importlib.import_module("api_pb2")
-    finally:
-        sys.path.remove(str(tmp_dir))
-
-
-@pytest.fixture(scope="module")
-def pb2(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    return load_api_pb2(tmp_path_factory.mktemp("api_pb2"))
 
 
 def hand_envelope(

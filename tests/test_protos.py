@@ -6,12 +6,9 @@ generates from the same ``protos/api.proto`` into a temporary directory.
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 from lb._proto import proto as bp
 
@@ -27,24 +24,9 @@ def test_generated_code_is_fresh() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.fixture(scope="module")
-def api_pb2(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    from grpc_tools import protoc
-
-    out = tmp_path_factory.mktemp("pb2")
-    rc = protoc.main(["protoc", f"-I{ROOT / 'protos'}", f"--python_out={out}", "api.proto"])
-    assert rc == 0
-    sys.path.insert(0, str(out))
-    try:
-        yield importlib.import_module("api_pb2")
-    finally:
-        sys.path.remove(str(out))
-        sys.modules.pop("api_pb2", None)
-
-
-def test_service_shape_matches_liftbridge(api_pb2) -> None:  # type: ignore[no-untyped-def]
-    service = api_pb2.DESCRIPTOR.services_by_name["API"]
-    assert api_pb2.DESCRIPTOR.package == "proto"
+def test_service_shape_matches_liftbridge(pb2) -> None:  # type: ignore[no-untyped-def]
+    service = pb2.DESCRIPTOR.services_by_name["API"]
+    assert pb2.DESCRIPTOR.package == "proto"
     kinds = {m.name: (m.client_streaming, m.server_streaming) for m in service.methods}
     assert len(kinds) == 16
     assert kinds["Subscribe"] == (False, True)
@@ -183,8 +165,8 @@ def _cases(pb):  # type: ignore[no-untyped-def]
     ]
 
 
-def test_wire_bytes_equal_independent_implementation(api_pb2) -> None:  # type: ignore[no-untyped-def]
-    for ours, theirs in _cases(api_pb2):
+def test_wire_bytes_equal_independent_implementation(pb2) -> None:  # type: ignore[no-untyped-def]
+    for ours, theirs in _cases(pb2):
         expected = theirs.SerializeToString(deterministic=True)
         # Maps are written in key order by upb's deterministic mode; the cases insert keys in
         # that order, so the bytes must match exactly.
@@ -193,8 +175,8 @@ def test_wire_bytes_equal_independent_implementation(api_pb2) -> None:  # type: 
         assert type(ours).FromString(expected) == ours, type(ours).__name__
 
 
-def test_metadata_map_round_trip(api_pb2) -> None:  # type: ignore[no-untyped-def]
-    pb = api_pb2
+def test_metadata_map_round_trip(pb2) -> None:  # type: ignore[no-untyped-def]
+    pb = pb2
     ours = bp.FetchMetadataResponse(
         brokers=[bp.Broker(id="a", host="127.0.0.1", port=9292, partition_count=2, leader_count=1)],
         stream_metadata=[
@@ -221,12 +203,12 @@ def test_metadata_map_round_trip(api_pb2) -> None:  # type: ignore[no-untyped-de
     assert bp.FetchMetadataResponse().parse(theirs.SerializeToString()) == ours
 
 
-def test_empty_map_values_parse_equal(api_pb2) -> None:  # type: ignore[no-untyped-def]
+def test_empty_map_values_parse_equal(pb2) -> None:  # type: ignore[no-untyped-def]
     """Map entries with an empty value: upb writes the empty field, betterproto omits it.
 
     Both are valid protobuf; each implementation must read the other's bytes to the same value.
     """
     ours = bp.Message(headers={"reply": b""})
-    theirs = api_pb2.Message(headers={"reply": b""})
-    assert api_pb2.Message.FromString(bytes(ours)) == theirs
+    theirs = pb2.Message(headers={"reply": b""})
+    assert pb2.Message.FromString(bytes(ours)) == theirs
     assert bp.Message().parse(theirs.SerializeToString()) == ours
