@@ -3,6 +3,7 @@
     python tools/simulate_repl.py --seed 42 --replicas 5 --verbose   # replay one run
     python tools/simulate_repl.py --seeds 0..299                     # sweep 3 and 5 replicas
     python tools/simulate_repl.py --seeds 0..299 --bug leader_late_expand   # a broken variant
+    python tools/simulate_repl.py --seeds 0..299 --raft-controller  # controller = 3-node Raft
 
 On failure it prints the failing seed, its violations and the command that replays it, and
 exits with status 1.
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ticks", type=int, default=600, help="fault-phase length in ticks")
     ap.add_argument("--bug", choices=sorted(b for b in BUGS if b), default="",
                     help="run a deliberately broken variant (the checkers should fail it)")
+    ap.add_argument("--raft-controller", action="store_true",
+                    help="run the controller as a 3-node Raft group on the simulated network")
     ap.add_argument("--verbose", "-v", action="store_true",
                     help="print stats and crash/partition/leader events")
     args = ap.parse_args(argv)
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in seeds:
         for replicas in sizes:
             res = run_seed(seed, replicas=replicas, ticks=args.ticks, bug=args.bug,
-                           verbose=args.verbose)
+                           verbose=args.verbose, raft_controller=args.raft_controller)
             runs += 1
             if args.seed is not None or args.verbose:
                 print(f"seed={seed} replicas={replicas} ok={res.ok} "

@@ -35,6 +35,12 @@ some log's unsynced tail are *tainted*: losing them is the fsync policy's known 
 counted, not failed. Strict seeds have no taint. Liveness: after healing, a leader exists and
 a new ALL publish is acked within a bounded number of ticks.
 
+Raft-controller mode (``run_seed(seed, raft_controller=True)``, :mod:`lb.testing.repl_raft`):
+the controller is three ``lb.raft.RaftNode`` nodes on the same network and clock, each applying
+committed MetadataOps to its own FSM; replicas send their requests to the Raft leader and learn
+the partition record from controller broadcasts. The stream itself is created through Raft. The
+same replica checkers run, plus ``lb.testing.checkers.RaftChecker`` over the controller group.
+
 ``run_seed(seed)`` is a pure function of its arguments; ``SimResult.trace_hash`` proves it.
 """
 
@@ -67,6 +73,7 @@ from lb.replication import (
     Truncation,
 )
 from lb.testing.repl_log import Entry, MemLog
+from lb.testing.repl_raft import CTL_IDS, RaftController
 from lb.testing.simnet import NetFaults, SimNetwork, SimWorld
 
 STREAM = "s"
@@ -150,6 +157,8 @@ class StateMsg:
 
     view: PartitionView
     hello_ack: tuple[str, int, int] | None = None
+    ctl_leader: str = ""
+    """Raft-controller mode: the sender's idea of the controller leader ("" = unknown)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,8 +298,21 @@ class ReplHost:
         self.follower: FollowerState | None = None
         self.acks: PendingAcks[tuple[int, bytes]] = PendingAcks(sim.params.acks_pending_max)
         self.hw = UNDEFINED
+        self.ctl_hint = ""
+        self._ctl_rr = 0
         self._outbox: list[tuple[str, Msg]] = []
         self._reset_loop(0)
+
+    def ctl_dest(self) -> str:
+        """Where controller requests go: the one controller, or the hinted Raft leader (round
+        robin over the controller nodes while no hint is known)."""
+        ids = self.sim.ctl_ids
+        if len(ids) == 1:
+            return ids[0]
+        if self.ctl_hint:
+            return self.ctl_hint
+        self._ctl_rr += 1
+        return ids[self._ctl_rr % len(ids)]
 
     def _reset_loop(self, now: int) -> None:
         self.inflight_at: int | None = None
@@ -337,10 +359,10 @@ class ReplHost:
             self.log.sync(self.hw)
         if not self.acked_hello and now - self.last_hello >= p.hello_every_ticks:
             self.last_hello = now
-            self.send(CTL, Hello(self.node_id, self.incarnation))
+            self.send(self.ctl_dest(), Hello(self.node_id, self.incarnation))
         if self.leader is not None:
             for change in self.leader.tick(now_ns):
-                self.send(CTL, change)
+                self.send(self.ctl_dest(), change)
             self._release_leader_acks(now)
         elif self.follower is not None:
             self._follower_tick(now, now_ns)
@@ -381,6 +403,8 @@ class ReplHost:
     # -- metadata --
 
     def _on_state(self, now: int, msg: StateMsg) -> None:
+        if msg.ctl_leader or len(self.sim.ctl_ids) > 1:
+            self.ctl_hint = msg.ctl_leader
         if msg.hello_ack is not None:
             node, inc, floor = msg.hello_ack
             if node == self.node_id and inc == self.incarnation and not self.acked_hello:
@@ -518,7 +542,7 @@ class ReplHost:
         ):
             self.last_report = now
             self.sim.stats["reports"] += 1
-            self.send(CTL, LeaderReport(STREAM, PARTITION, self.node_id, f.leader_id,
+            self.send(self.ctl_dest(), LeaderReport(STREAM, PARTITION, self.node_id, f.leader_id,
                                         f.leader_epoch))
 
     def _on_epoch_response(self, now: int, resp: EpochResponse) -> None:
@@ -676,6 +700,7 @@ class SimResult:
     liveness_ticks: int
     """Ticks the liveness phase needed (-1 if it failed)."""
     events: list[str] = field(default_factory=list)
+    raft_controller: bool = False
 
     @property
     def ok(self) -> bool:
@@ -684,6 +709,8 @@ class SimResult:
     def replay_command(self) -> str:
         cmd = f"python tools/simulate_repl.py --seed {self.seed} --replicas {self.replicas}"
         cmd += f" --ticks {self.ticks}"
+        if self.raft_controller:
+            cmd += " --raft-controller"
         return cmd + (f" --bug {self.bug}" if self.bug else "") + " --verbose"
 
 
@@ -698,8 +725,10 @@ class ReplSim:
         params: ReplParams | None = None,
         bug: str = "",
         verbose: bool = False,
+        raft_controller: bool = False,
     ) -> None:
         assert replicas >= 1
+        self.raft_controller = raft_controller
         self.seed = seed
         self.rng = random.Random(seed)
         self.params = params or ReplParams()
@@ -723,14 +752,23 @@ class ReplSim:
         self._trace = hashlib.blake2b(digest_size=16)
         ids = tuple(f"r{i}" for i in range(replicas))
         self.ids = ids
+        self.ctl_ids: tuple[str, ...] = CTL_IDS if raft_controller else (CTL,)
         self.hosts: dict[str, ReplHost] = {i: ReplHost(self, i) for i in ids}
-        self.ctl = ControllerHost(self, ids)
         for h in self.hosts.values():
             self.world.add(h)
-        self.world.add(self.ctl)
-        first = StateMsg(self.ctl.view())
-        for h in self.hosts.values():
-            h.receive(0, CTL, first)
+        self.raft_ctl: RaftController | None = None
+        if raft_controller:
+            # The stream is created through Raft; replicas learn it from a controller node.
+            self.raft_ctl = RaftController(self, CTL_IDS)
+            self.ctl: ControllerHost | RaftController = self.raft_ctl
+            for n in self.raft_ctl.nodes.values():
+                self.world.add(n)
+        else:
+            self.ctl = classic = ControllerHost(self, ids)
+            self.world.add(classic)
+            first = StateMsg(classic.view())
+            for h in self.hosts.values():
+                h.receive(0, CTL, first)
 
     # -- helpers --
 
@@ -757,7 +795,7 @@ class ReplSim:
                 if h.up and rng.random() < f.crash_prob:
                     h.crash(now, rng.randint(1, f.down_ticks_max))
         if f.partition_prob and not self.net.is_partitioned() and rng.random() < f.partition_prob:
-            nodes = [*self.ids, CTL]
+            nodes = [*self.ids, *self.ctl_ids]
             rng.shuffle(nodes)
             cut = 1 if rng.random() < 0.5 else rng.randint(1, len(nodes) - 1)  # often isolate one
             self.net.partition([nodes[:cut], nodes[cut:]])
@@ -778,6 +816,8 @@ class ReplSim:
             role = "L" if h.leader else "F" if h.follower else ("-" if h.up else "x")
             epoch = h.view.leader_epoch if h.view else 0
             parts.append(f"{nid}:{role}{epoch}/{h.log.leo}/{h.current_hw()}")
+        if self.raft_ctl is not None:
+            parts.append(self.raft_ctl.trace())
         self._trace.update(f"{now}|{'|'.join(parts)}|{self.net.stats.sent}\n".encode())
 
     def _step(self, publish: bool) -> None:
@@ -800,15 +840,19 @@ class ReplSim:
                 self._faults_tick(self.world.now)
             liveness = self._liveness()
             self._final_checks()
+            if self.raft_ctl is not None:
+                self.raft_ctl.checker.check_log_matching(self.world.now,
+                                                         self.raft_ctl.live_nodes())
         except AssertionError:
             self.checker.add(f"t={self.world.now}: assertion failed:\n{traceback.format_exc()}")
         except Exception:  # any crash of a core is a finding, not a simulator error
             self.checker.add(f"t={self.world.now}: exception:\n{traceback.format_exc()}")
         stats = dict(self.stats)
+        final_view = self.ctl.view()
         stats.update(
             crashes=sum(h.crashes for h in self.hosts.values()),
             leader_changes=self.leader_changes,
-            leader_epoch=self.ctl.view().leader_epoch,
+            leader_epoch=final_view.leader_epoch if final_view is not None else 0,
             committed=len(self.checker.committed),
             all_acked=len(self.checker.all_acked),
             leader_acked=len(self.checker.leader_acked),
@@ -822,11 +866,19 @@ class ReplSim:
             min_isr=self.min_isr,
             sync_every_ticks=self.faults.sync_every_ticks,
         )
+        violations = list(self.checker.violations)
+        if self.raft_ctl is not None:
+            rc = self.raft_ctl
+            stats.update({f"ctl_{k}": v for k, v in rc.stats.items()})
+            stats.update(ctl_crashes=rc.crashes(), ctl_terms=max(
+                (n.term for n in rc.live_nodes().values()), default=0))
+            violations += [f"[controller raft] {v}" for v in rc.checker.violations]
         self._trace.update(repr(sorted(stats.items())).encode())
         return SimResult(
             seed=self.seed, replicas=len(self.ids), ticks=ticks, bug=self.bug,
-            violations=list(self.checker.violations), trace_hash=self._trace.hexdigest(),
+            violations=violations, trace_hash=self._trace.hexdigest(),
             stats=stats, liveness_ticks=liveness, events=self.events,
+            raft_controller=self.raft_controller,
         )
 
     leader_acked_lost = 0
@@ -839,6 +891,8 @@ class ReplSim:
         for h in self.hosts.values():
             if not h.up:
                 h.restart_at = start
+        if self.raft_ctl is not None:
+            self.raft_ctl.heal_all(start)
         self.event(start, "liveness phase")
         marker: bytes | None = None
         published_epoch = -1
@@ -846,6 +900,8 @@ class ReplSim:
             self._step(publish=False)
             now = self.world.now
             view = self.ctl.view()
+            if view is None:
+                continue
             leader = self.hosts[view.leader]
             core = leader.leader
             if not (leader.up and core is not None and core.leader_epoch == view.leader_epoch):
@@ -864,6 +920,7 @@ class ReplSim:
     def _final_checks(self) -> None:
         c = self.checker
         view = self.ctl.view()
+        assert view is not None
         now = self.world.now
         for o, payload in sorted(c.all_acked.items()):
             if o in c.tainted:
@@ -935,6 +992,10 @@ def run_seed(
     params: ReplParams | None = None,
     bug: str = "",
     verbose: bool = False,
+    raft_controller: bool = False,
 ) -> SimResult:
-    """Run one deterministic simulation. Same arguments, same ``trace_hash``."""
-    return ReplSim(seed, replicas, faults, params, bug, verbose).run(ticks)
+    """Run one deterministic simulation. Same arguments, same ``trace_hash``.
+
+    ``raft_controller``: the controller is a 3-node Raft group (:mod:`lb.testing.repl_raft`)
+    on the same network and clock, instead of one in-process state machine."""
+    return ReplSim(seed, replicas, faults, params, bug, verbose, raft_controller).run(ticks)
