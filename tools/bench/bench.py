@@ -656,7 +656,8 @@ def rst_table(summaries: list[dict[str, Any]], p6: dict[str, Any] | None) -> str
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     sep = "  ".join("=" * w for w in widths)
     lines = [sep, "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)), sep]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+              for r in rows]
     lines.append(sep)
     return "\n".join(lines)
 
