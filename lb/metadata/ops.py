@@ -143,8 +143,14 @@ def set_stream_readonly_op(
 
 
 def shrink_isr_op(
-    stream: str, partition: int, replica: str, leader: str, leader_epoch: int
+    stream: str,
+    partition: int,
+    replica: str,
+    leader: str,
+    leader_epoch: int,
+    partition_epoch: int = 0,
 ) -> pb.MetadataOp:
+    """``partition_epoch`` (when not 0) makes the change conditional on the ISR version."""
     return pb.MetadataOp(
         shrink_isr=pb.ShrinkIsrOp(
             stream=stream,
@@ -152,13 +158,20 @@ def shrink_isr_op(
             replica=replica,
             leader=leader,
             leader_epoch=leader_epoch,
+            partition_epoch=partition_epoch,
         )
     )
 
 
 def expand_isr_op(
-    stream: str, partition: int, replica: str, leader: str, leader_epoch: int
+    stream: str,
+    partition: int,
+    replica: str,
+    leader: str,
+    leader_epoch: int,
+    partition_epoch: int = 0,
 ) -> pb.MetadataOp:
+    """``partition_epoch`` (when not 0) makes the change conditional on the ISR version."""
     return pb.MetadataOp(
         expand_isr=pb.ExpandIsrOp(
             stream=stream,
@@ -166,6 +179,7 @@ def expand_isr_op(
             replica=replica,
             leader=leader,
             leader_epoch=leader_epoch,
+            partition_epoch=partition_epoch,
         )
     )
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 import betterproto
 
 from lb._proto import lbinternal as pb
+from lb.metadata import ops
 from lb.metadata.convert import config_to_proto
 from lb.metadata.errors import ErrorCode, MetadataError, internal
 from lb.metadata.failover import LeaderReport
@@ -53,32 +54,31 @@ def create_stream_request(
     )
 
 
+def _request(op: pb.MetadataOp) -> pb.PropagatedRequest:
+    """The request that asks the leader for ``op`` (requests that map 1:1 onto an op reuse the
+    op message, see internal.proto)."""
+    kind = ops.op_kind(op)
+    return pb.PropagatedRequest(**{kind: getattr(op, kind)})
+
+
 def delete_stream_request(name: str) -> pb.PropagatedRequest:
-    return pb.PropagatedRequest(delete_stream=pb.DeleteStreamOp(name=name))
+    return _request(ops.delete_stream_op(name))
 
 
 def pause_stream_request(
     name: str, partitions: Iterable[int] = (), resume_all: bool = False
 ) -> pb.PropagatedRequest:
-    return pb.PropagatedRequest(
-        pause_stream=pb.PauseStreamOp(name=name, partitions=list(partitions), resume_all=resume_all)
-    )
+    return _request(ops.pause_stream_op(name, partitions, resume_all))
 
 
 def resume_stream_request(name: str, partitions: Iterable[int] = ()) -> pb.PropagatedRequest:
-    return pb.PropagatedRequest(
-        resume_stream=pb.ResumeStreamOp(name=name, partitions=list(partitions))
-    )
+    return _request(ops.resume_stream_op(name, partitions))
 
 
 def set_stream_readonly_request(
     name: str, partitions: Iterable[int] = (), readonly: bool = True
 ) -> pb.PropagatedRequest:
-    return pb.PropagatedRequest(
-        set_stream_readonly=pb.SetStreamReadonlyOp(
-            name=name, partitions=list(partitions), readonly=readonly
-        )
-    )
+    return _request(ops.set_stream_readonly_op(name, partitions, readonly))
 
 
 def shrink_isr_request(
@@ -89,15 +89,8 @@ def shrink_isr_request(
     leader_epoch: int,
     partition_epoch: int = 0,
 ) -> pb.PropagatedRequest:
-    return pb.PropagatedRequest(
-        shrink_isr=pb.ShrinkIsrOp(
-            stream=stream,
-            partition=partition,
-            replica=replica,
-            leader=leader,
-            leader_epoch=leader_epoch,
-            partition_epoch=partition_epoch,
-        )
+    return _request(
+        ops.shrink_isr_op(stream, partition, replica, leader, leader_epoch, partition_epoch)
     )
 
 
@@ -109,15 +102,8 @@ def expand_isr_request(
     leader_epoch: int,
     partition_epoch: int = 0,
 ) -> pb.PropagatedRequest:
-    return pb.PropagatedRequest(
-        expand_isr=pb.ExpandIsrOp(
-            stream=stream,
-            partition=partition,
-            replica=replica,
-            leader=leader,
-            leader_epoch=leader_epoch,
-            partition_epoch=partition_epoch,
-        )
+    return _request(
+        ops.expand_isr_op(stream, partition, replica, leader, leader_epoch, partition_epoch)
     )
 
 
@@ -126,9 +112,7 @@ def report_leader_request(report: LeaderReport) -> pb.PropagatedRequest:
 
 
 def register_server_request(server_id: str, host: str, port: int) -> pb.PropagatedRequest:
-    return pb.PropagatedRequest(
-        register_server=pb.RegisterServerOp(id=server_id, host=host, port=port)
-    )
+    return _request(ops.register_server_op(server_id, host, port))
 
 
 def leader_restarted_request(

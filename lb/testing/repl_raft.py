@@ -361,13 +361,8 @@ class CtlNode:
             self._outbox.append((src, self.ctl.state_msg(v, None, self.leader_hint())))
             return
         s, p = self.ctl.stream, self.ctl.partition
-        if msg.kind is IsrChangeKind.SHRINK:
-            op = shrink_isr_op(s, p, msg.replica, msg.leader, msg.leader_epoch)
-            op.shrink_isr.partition_epoch = msg.partition_epoch
-        else:
-            op = expand_isr_op(s, p, msg.replica, msg.leader, msg.leader_epoch)
-            op.expand_isr.partition_epoch = msg.partition_epoch
-        self._propose(op)
+        build = shrink_isr_op if msg.kind is IsrChangeKind.SHRINK else expand_isr_op
+        self._propose(build(s, p, msg.replica, msg.leader, msg.leader_epoch, msg.partition_epoch))
 
     def _on_hello(self, now: int, src: str, node_id: str, incarnation: int) -> None:
         acked = self.acked_hellos.get(node_id)

@@ -546,18 +546,13 @@ def test_isr_change_based_on_a_stale_partition_epoch_is_rejected() -> None:
     p = d.fsm.state.partition("foo", 0)
     assert p is not None
     follower = p.replicas[1]
-    shrink = ops.shrink_isr_op("foo", 0, follower, p.leader, p.leader_epoch)
-    shrink.shrink_isr.partition_epoch = p.epoch
-    d.ok(shrink)
-    late = ops.expand_isr_op("foo", 0, follower, p.leader, p.leader_epoch)
-    late.expand_isr.partition_epoch = p.epoch  # based on the ISR before the shrink
-    err = d.err(late)
+    d.ok(ops.shrink_isr_op("foo", 0, follower, p.leader, p.leader_epoch, p.epoch))
+    # A late duplicate based on the ISR before the shrink:
+    err = d.err(ops.expand_isr_op("foo", 0, follower, p.leader, p.leader_epoch, p.epoch))
     assert err.code is ErrorCode.FAILED_PRECONDITION and "stale ISR change" in err.message
     current = d.fsm.state.partition("foo", 0)
     assert current is not None and follower not in current.isr
-    fresh = ops.expand_isr_op("foo", 0, follower, p.leader, p.leader_epoch)
-    fresh.expand_isr.partition_epoch = current.epoch
-    d.ok(fresh)
+    d.ok(ops.expand_isr_op("foo", 0, follower, p.leader, p.leader_epoch, current.epoch))
 
 
 def test_change_leader_can_drop_a_failed_leader_from_the_isr() -> None:
