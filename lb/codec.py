@@ -492,6 +492,33 @@ def message_from_body(
     return head + body
 
 
+class SubscribeEncoder:
+    """:func:`message_from_body` for one partition's subscription, reusing what repeats.
+
+    The stream and partition fields are encoded once, and the timestamp field once per distinct
+    timestamp (every message of a write batch shares one): the 9-byte nanosecond varint was a
+    third of Subscribe's CPU (tools/bench P5 profile). Output is byte-identical to
+    :func:`message_from_body`.
+    """
+
+    __slots__ = ("_tail", "_ts", "_ts_field")
+
+    def __init__(self, stream: str, partition: int) -> None:
+        tail = _len_field(_M_STREAM, stream.encode()) if stream else b""
+        if partition:
+            tail += _M_PARTITION + _uvarint(partition)
+        self._tail = tail
+        self._ts = 0
+        self._ts_field = b""
+
+    def encode(self, offset: int, timestamp_ns: int, body: bytes) -> bytes:
+        if timestamp_ns != self._ts:
+            self._ts = timestamp_ns
+            self._ts_field = _M_TIMESTAMP + _uvarint(timestamp_ns) if timestamp_ns else b""
+        head = _M_OFFSET + _uvarint(offset) if offset else b""
+        return head + self._ts_field + self._tail + strip_ack_fields(body)
+
+
 def encode_message(m: MessageFields) -> bytes:
     """Encode a whole ``Message`` (clients, tests, envelopes), fields in numeric order."""
     parts = []

@@ -903,8 +903,7 @@ class ApiService:
     async def _stream_messages(
         self, stream: Stream[Any, Any], rt: PartitionRuntime, offset: int, stop: int
     ) -> None:
-        name, pid = rt.stream.name, rt.meta.id
-        make = codec.message_from_body
+        make = codec.SubscribeEncoder(rt.stream.name, rt.meta.id).encode
         while True:
             try:
                 records = rt.read_committed(offset, SUBSCRIBE_READ_BYTES_MAX)
@@ -916,7 +915,7 @@ class ApiService:
                 # One write per read batch, not one per message (grpclib_ext).
                 await send_messages(
                     stream,
-                    [make(rec.offset, rec.timestamp_ns, name, pid, rec.body) for rec in records],
+                    [make(rec.offset, rec.timestamp_ns, rec.body) for rec in records],
                 )
                 offset = records[-1].offset + 1
                 if stop >= 0 and offset > stop:
