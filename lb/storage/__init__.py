@@ -6,19 +6,23 @@ offset index), ``<base>.timeindex`` (time index) -- plus ``replication-offset-ch
 (the HW) and ``leader-epoch-checkpoint`` (epoch -> start offset), both small text files
 replaced atomically (temp + fsync + rename + dir fsync).
 
-On-disk format, version 1 (details in ``lb.storage.batch``)
+On-disk format, version 2 (details in ``lb.storage.batch``)
 ----------------------------------------------------------
 A ``.log`` file is a sequence of Kafka-style record batches. A batch has one 47-byte header:
-base offset, length, leader epoch, a version byte (1), a CRC-32C (``crc32c`` package) over the
+base offset, length, leader epoch, a version byte (2), a CRC-32C (``crc32c`` package) over the
 whole batch except the CRC field, attributes, last offset delta, first and max timestamp (ns),
-record count. Then its records, each ``body_length u32, offset_delta u32, timestamp_delta i64``
-followed by the body. The body is the protobuf encoding of the fixed fields of Liftbridge's
-``Message`` (``lb.storage.records``), so Subscribe can emit a ``Message`` by prepending
+record count. Then its records, stored as columns: the body lengths (``u32`` each), an offset
+delta column only when the offsets have gaps (after compaction), a timestamp delta column only
+when the timestamps differ, and the bodies back to back. An ingest batch thus costs 4 bytes of
+framing a record, and Python builds or splits it with a few calls per batch rather than a few
+per record. The body is the protobuf encoding of the fixed fields of Liftbridge's ``Message``
+(``lb.storage.records``), so Subscribe can emit a ``Message`` by prepending
 offset/timestamp/stream/partition fields without re-encoding. Appending N messages is one
 batch and one ``writev``; replication copies whole raw batches (``read_raw`` ->
 ``append_raw``) without decoding records. Batches chain: each starts where the previous ends
 (``base + last_offset_delta + 1``); compaction keeps even emptied batches so the chain has no
-holes and offsets are preserved.
+holes and offsets are preserved. Version 1 (row framing, 16 bytes a record) was never
+released; a version-1 batch is reported as an unknown format version.
 
 Public API (``CommitLog``)
 -------------------------

@@ -317,11 +317,11 @@ class CommitLog:
         pieces: list[bytes]
         metas: list[tuple[int, int, int, int]]  # (base, max timestamp, size, count)
         if n <= opts.batch_messages_max and (
-                sum(map(len, bodies)) + fmt.RECORD_SIZE * n <= opts.batch_bytes_max):
-            h, r = fmt.encode_batch(first, epoch, bodies, timestamps_ns)
-            pieces = [h, r]
+                sum(map(len, bodies)) + fmt.LENGTH_SIZE * n <= opts.batch_bytes_max):
+            h, c, r = fmt.encode_batch(first, epoch, bodies, timestamps_ns)
+            pieces = [h, c, r]
             mt = timestamps_ns if isinstance(timestamps_ns, int) else max(timestamps_ns)
-            total = len(h) + len(r)
+            total = len(h) + len(c) + len(r)
             metas = [(first, mt, total, n)]
         else:
             pieces = []
@@ -331,15 +331,15 @@ class CommitLog:
                 j = i
                 size = 0
                 while j < n and j - i < opts.batch_messages_max:
-                    size += len(bodies[j]) + fmt.RECORD_SIZE
+                    size += len(bodies[j]) + fmt.LENGTH_SIZE
                     if size > opts.batch_bytes_max and j > i:
                         break
                     j += 1
                 ts = timestamps_ns if isinstance(timestamps_ns, int) else timestamps_ns[i:j]
-                h, r = fmt.encode_batch(first + i, epoch, bodies[i:j], ts)
-                pieces += (h, r)
+                h, c, r = fmt.encode_batch(first + i, epoch, bodies[i:j], ts)
+                pieces += (h, c, r)
                 mt = ts if isinstance(ts, int) else max(ts)
-                metas.append((first + i, mt, len(h) + len(r), j - i))
+                metas.append((first + i, mt, len(h) + len(c) + len(r), j - i))
                 i = j
             total = sum(m[2] for m in metas)
         seg = self._maybe_roll(total, now_ns)
@@ -380,6 +380,9 @@ class CommitLog:
                 raise InvalidBatchError(f"truncated batch at byte {pos}")
             if not fmt.crc_ok(data, pos, h.size, h.crc):
                 raise InvalidBatchError(f"CRC mismatch in batch at offset {h.base_offset}")
+            reason = fmt.records_problem(data, pos, h)
+            if reason is not None:
+                raise InvalidBatchError(f"batch at offset {h.base_offset}: {reason}")
             if h.base_offset != expected:
                 raise OffsetMismatchError(expected, h.base_offset)
             if h.leader_epoch < latest:

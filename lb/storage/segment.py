@@ -89,9 +89,12 @@ def scan_file(fd: int, base_offset: int, size: int, index: SparseIndex, verify_c
         if end > bstart + len(buf):
             buf = os.pread(fd, max(SCAN_CHUNK_BYTES, h.size), pos)
             bstart = pos
-        if verify_crc and not fmt.crc_ok(buf, pos - bstart, h.size, h.crc):
-            problem = ScanProblem(pos, expected, "CRC mismatch", False, True, end, h.last_offset)
-            break
+        if verify_crc:
+            reason = ("CRC mismatch" if not fmt.crc_ok(buf, pos - bstart, h.size, h.crc)
+                      else fmt.records_problem(buf, pos - bstart, h))
+            if reason is not None:
+                problem = ScanProblem(pos, expected, reason, False, True, end, h.last_offset)
+                break
         if h.base_offset != expected:
             problem = ScanProblem(pos, expected,
                                   f"batch starts at offset {h.base_offset}, expected {expected}",
@@ -123,7 +126,7 @@ def batch_ok_at(fd: int, pos: int, size: int) -> bool:
     if fmt.header_problem(h) is not None or pos + h.size > size:
         return False
     data = os.pread(fd, h.size, pos)
-    return fmt.crc_ok(data, 0, h.size, h.crc)
+    return fmt.crc_ok(data, 0, h.size, h.crc) and fmt.records_problem(data, 0, h) is None
 
 
 class Segment:

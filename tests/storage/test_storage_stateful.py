@@ -63,8 +63,8 @@ class LogMachine(RuleBasedStateMachine):
         self.now += 1
         if bump:
             self.epoch += 1
-        h, recs = fmt.encode_batch(self.leo, self.epoch, bodies, self.now)
-        self.log.append_raw(h + recs, now_ns=self.now)
+        self.log.append_raw(b"".join(fmt.encode_batch(self.leo, self.epoch, bodies, self.now)),
+                            now_ns=self.now)
         for i, b in enumerate(bodies):
             self.model[self.leo + i] = (self.now, self.epoch, b)
         self.leo += len(bodies)
