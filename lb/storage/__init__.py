@@ -63,9 +63,12 @@ Leftovers of unfinished work are resolved: ``*.deleted`` (deletion: finished), `
 scanned with CRC checks; a torn or corrupt tail (a batch running past EOF, an unparseable
 header, or a bad CRC on the final batch or one not followed by a valid batch) is cut off,
 logged on logger ``lb.storage`` and recorded in ``recovery_report`` (bytes, offsets). Sealed
-segments are scanned too (CRC-checked unless ``verify_on_open=False``); a bad batch there, or
-a bad batch followed by a valid one in the last segment, raises ``CorruptLogError`` naming the
-segment and offset. Indexes are recomputed during the scan and compared with the files:
+segments are scanned too (CRC-checked unless ``verify_on_open=False``). A sealed segment that
+ends in half a batch lost its tail to a power loss before the roll's fsync: it is cut the same
+way and every later segment is removed (``recovery_report.dropped_segments``), as Kafka does;
+no fsync policy promised their data, since a sync covers the sealed segment first. Any other
+bad batch in a sealed segment, a bad batch followed by a valid one in the last segment, or a
+gap between segments raises ``CorruptLogError`` naming the segment and offset. Indexes are recomputed during the scan and compared with the files:
 missing or corrupt ones are rewritten and reported; stale ones (entries buffered at the crash)
 are completed. The epoch cache is cut to the LEO, and rebuilt from batch headers if its file
 is missing or corrupt. The HW checkpoint is clamped to the LEO. Cost: open reads the whole log

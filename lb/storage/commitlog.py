@@ -25,10 +25,13 @@ from lb.storage.retention import RetentionLimits, SegmentInfo, plan_retention
 from lb.storage.segment import (
     CLEANED_SUFFIX,
     DELETED_SUFFIX,
+    INDEX_SUFFIX,
     LOG_SUFFIX,
+    TIME_SUFFIX,
     ScanProblem,
     Segment,
     batch_ok_at,
+    segment_name,
 )
 
 log = logging.getLogger("lb.storage")
@@ -60,13 +63,14 @@ class RecoveryReport:
     rebuilt_indexes: list[str] = field(default_factory=list)  # missing or corrupt
     completed_indexes: list[str] = field(default_factory=list)  # stale after a crash
     removed_files: list[str] = field(default_factory=list)  # leftovers of unfinished work
+    dropped_segments: list[str] = field(default_factory=list)  # after a torn sealed segment
     epochs_rebuilt: bool = False
     hw: int = -1
 
     @property
     def clean(self) -> bool:
         return not (self.truncated_bytes or self.rebuilt_indexes or self.removed_files
-                    or self.epochs_rebuilt)
+                    or self.epochs_rebuilt or self.dropped_segments)
 
 
 @dataclass(slots=True)
@@ -159,6 +163,11 @@ class CommitLog:
                 raise prev.corrupt(prev.next_offset, prev.size,
                                    f"next segment starts at {base}, expected {prev.next_offset}")
             res = seg.scan(verify_crc=last or self.options.verify_on_open)
+            if res.problem is not None and not last and res.problem.torn:
+                # A sealed segment that ends in half a batch: a power loss took its tail
+                # before the roll's fsync. Everything after it is beyond the durable prefix.
+                self._drop_segments_after(seg, ordered[i + 1 :])
+                last = True  # and the loop ends with this segment
             if res.problem is not None:
                 self._handle_scan_problem(seg, res.problem, last)
             for e, o in res.epoch_starts:
@@ -175,6 +184,8 @@ class CommitLog:
                     rep.rebuilt_indexes.append(seg.log_path)
                     log.warning("%s: index %s, rebuilt from the log", seg.log_path, status)
             self._add_segment(seg)
+            if last:
+                break
         self._leo = self._segments[-1].next_offset
         active = self._segments[-1]
         active.open_for_append()
@@ -185,6 +196,25 @@ class CommitLog:
         self._hw = -1 if hw is None else max(-1, min(hw, self._leo - 1))
         rep.hw = self._hw
         self._durable = self._leo - 1
+
+    def _drop_segments_after(self, torn: Segment, later_bases: list[int]) -> None:
+        """Remove the segments after a torn sealed segment, newest first, so that a crash
+        halfway leaves the same situation for the next open (Kafka recovers the same way).
+        Their offsets are not reachable without the torn tail: the log is only its prefix."""
+        if not later_bases:
+            return
+        names = []
+        for base in reversed(later_bases):
+            for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_SUFFIX):  # the log first: orphaned
+                name = segment_name(base, suffix)  # index files are removed on the next open
+                path = os.path.join(self.path, name)
+                if os.path.exists(path):
+                    os.unlink(path)
+                    names.append(name)
+        checkpoint.fsync_dir(self.path)
+        self.recovery_report.dropped_segments.extend(sorted(names))
+        log.warning("%s: sealed segment %s has a torn tail; removed the %d later segments "
+                    "(%s)", self.path, torn.log_path, len(later_bases), sorted(names))
 
     def _handle_scan_problem(self, seg: Segment, p: ScanProblem, last: bool) -> None:
         file_size = os.fstat(seg.rfd).st_size

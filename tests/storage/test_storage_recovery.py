@@ -119,12 +119,48 @@ def test_corruption_in_sealed_segment_is_an_error(tmp_path):
     assert ei.value.segment == segs[1] and ei.value.offset == h.base_offset
 
 
-def test_truncated_sealed_segment_is_an_error(tmp_path):
+def test_torn_sealed_segment_is_cut_and_later_segments_dropped(tmp_path, caplog):
+    """A power loss can take the tail of a segment sealed just before it (the roll's fsync
+    had not run) while later segments reached the disk: keep the prefix, as Kafka does."""
     segs = make_log(tmp_path)
-    os.truncate(segs[0], os.path.getsize(segs[0]) - 5)
+    assert len(segs) >= 3
+    pos, h = batch_positions(segs[1])[-1]
+    os.truncate(segs[1], pos + h.size - 5)
+    with caplog.at_level(logging.WARNING, logger="lb.storage"):
+        log = CommitLog.open(tmp_path, small_options())
+    rep = log.recovery_report
+    assert log.next_offset == h.base_offset and rep.dropped_first_offset == h.base_offset
+    assert rep.truncated_segment == segs[1] and not rep.clean
+    later = [os.path.basename(p) for p in segs[2:]]
+    assert set(later) <= set(rep.dropped_segments)
+    assert segment_files(str(tmp_path)) == segs[:2]
+    assert any("torn tail" in r.message for r in caplog.records)
+    check_prefix(log)
+    log.append([MessageIn(body_for(log.next_offset))], now_ns=1)  # the log goes on from there
+    log.close()
+    assert CommitLog.open(tmp_path, small_options()).recovery_report.clean
+
+
+def test_torn_sealed_segment_recovery_survives_a_crash_halfway(tmp_path):
+    segs = make_log(tmp_path)
+    assert len(segs) >= 4
+    pos, h = batch_positions(segs[1])[-1]
+    os.truncate(segs[1], pos + 3)
+    os.unlink(segs[-1])  # as if the drop had removed the newest segment, then crashed
+    log = CommitLog.open(tmp_path, small_options())
+    assert log.next_offset == h.base_offset
+    check_prefix(log)
+
+
+def test_sealed_segment_missing_whole_batches_is_an_error(tmp_path):
+    """A sealed segment cut at a batch boundary leaves a gap in offsets, which cannot be told
+    from a segment file removed by hand: an error, the operator decides."""
+    segs = make_log(tmp_path)
+    pos, _h = batch_positions(segs[0])[-1]
+    os.truncate(segs[0], pos)
     with pytest.raises(CorruptLogError) as ei:
         CommitLog.open(tmp_path, small_options())
-    assert ei.value.segment == segs[0]
+    assert ei.value.segment == segs[0] and "next segment starts at" in str(ei.value)
 
 
 def test_corruption_after_open_is_caught_on_read(tmp_path):
