@@ -68,11 +68,12 @@ ends in half a batch lost its tail to a power loss before the roll's fsync: it i
 way and every later segment is removed (``recovery_report.dropped_segments``), as Kafka does;
 no fsync policy promised their data, since a sync covers the sealed segment first. Any other
 bad batch in a sealed segment, a bad batch followed by a valid one in the last segment, or a
-gap between segments raises ``CorruptLogError`` naming the segment and offset. Indexes are recomputed during the scan and compared with the files:
-missing or corrupt ones are rewritten and reported; stale ones (entries buffered at the crash)
-are completed. The epoch cache is cut to the LEO, and rebuilt from batch headers if its file
-is missing or corrupt. The HW checkpoint is clamped to the LEO. Cost: open reads the whole log
-once (a full scan at disk/CRC speed plus ~1 µs of Python per batch).
+gap between segments raises ``CorruptLogError`` naming the segment and offset. Indexes are
+recomputed during the scan and compared with the files: missing or corrupt ones are rewritten
+and reported; stale ones (entries buffered at the crash) are completed. The epoch cache is cut
+to the LEO, and rebuilt from batch headers if its file is missing or corrupt. The HW checkpoint
+is clamped to the LEO. Cost: open reads the whole log once (a full scan at disk/CRC speed plus
+~1 µs of Python per batch).
 
 Read verification: ``read_records`` and ``offset_for_timestamp`` verify every batch's CRC
 before decoding, so readers never see corrupt data. ``read_raw`` does not (the follower's

@@ -344,18 +344,18 @@ class CommitLog:
             raise ValueError("one timestamp per body expected")
         epoch = self._epoch_for(leader_epoch)
         first = self._leo
-        pieces: list[bytes]
-        metas: list[tuple[int, int, int, int]]  # (base, max timestamp, size, count)
-        if n <= opts.batch_messages_max and (
-                sum(map(len, bodies)) + fmt.LENGTH_SIZE * n <= opts.batch_bytes_max):
+        pieces: list[bytes] = []
+        metas: list[tuple[int, int, int, int]] = []  # (base, max timestamp, size, count)
+        if n <= opts.batch_messages_max:
+            # Usually one batch: encode it and check its size after (cheaper than summing
+            # the body lengths first); split it up in the rare case it is too big.
             h, c, r = fmt.encode_batch(first, epoch, bodies, timestamps_ns)
-            pieces = [h, c, r]
-            mt = timestamps_ns if isinstance(timestamps_ns, int) else max(timestamps_ns)
             total = len(h) + len(c) + len(r)
-            metas = [(first, mt, total, n)]
-        else:
-            pieces = []
-            metas = []
+            if total - fmt.HEADER_SIZE <= opts.batch_bytes_max:
+                pieces = [h, c, r]
+                mt = timestamps_ns if isinstance(timestamps_ns, int) else max(timestamps_ns)
+                metas = [(first, mt, total, n)]
+        if not pieces:
             i = 0
             while i < n:
                 j = i
