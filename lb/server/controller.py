@@ -130,6 +130,9 @@ class MetadataController:
         self._role = Role.FOLLOWER
         self._leader_changed = trio.Event()
         self._replay_until = 0
+        self.restarted = False
+        """True when this server had Raft state: ``state`` then holds every committed op it
+        ever applied once ``run`` has started (the replay comes first)."""
         self._fatal: ControllerFatalError | None = None
         self._subs: list[Any] = []
         self.node: RaftNode | None = None
@@ -174,6 +177,7 @@ class MetadataController:
                 self.node = RaftNode.join(cfg)
                 joining = True
         else:
+            self.restarted = True
             if state.snapshot.index:
                 self._apply_effects(self.fsm.restore(state.snapshot.data))
             self._replay_until = state.hard_state.commit

@@ -192,6 +192,8 @@ class Node:
             on_effects=self.partitions.on_effects,
         )
         await services.start(self.controller.run)
+        if self.controller.restarted:
+            self.partitions.sweep_deleted_streams()
         # Report SERVING once a metadata leader is known (bounded: a server whose cluster has
         # no quorum yet still serves reads of what it has).
         leader = await self.controller.wait_leader(READY_LEADER_WAIT_S)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +114,27 @@ class PartitionManager:
             finally:
                 for slot in self._slots.values():
                     slot.runtime.stop(PartitionClosed("UNAVAILABLE", "server is shutting down"))
+
+    def sweep_deleted_streams(self) -> list[str]:
+        """Remove data of streams deleted while this server was down or mid-delete.
+
+        Call only once this server's own metadata log has been replayed (see
+        ``trash_deleted_streams``); never for a server that started without Raft state, whose
+        state says nothing about the directories it finds. The deleting runs in the
+        background; the renames that make it safe happen now.
+        """
+        assert self._nursery is not None
+        streams_dir = self.settings.data_dir / "streams"
+        removed = trash_deleted_streams(streams_dir, set(self._state().streams))
+        if removed:
+            log.warning("removing data of deleted streams: %s", ", ".join(sorted(removed)))
+        self._nursery.start_soon(
+            partial(trio.to_thread.run_sync, abandon_on_cancel=True),
+            empty_trash,
+            streams_dir,
+            name="empty the stream trash",
+        )
+        return removed
 
     def on_effects(self, effects: Sequence[fx.Effect]) -> None:
         """Called by the controller (synchronously, in commit order) after each apply."""
@@ -220,6 +243,9 @@ class PartitionManager:
             with slot.scope:
                 if after is not None:
                     await after.wait()  # the previous incarnation must close its log first
+                await trio.to_thread.run_sync(
+                    claim_partition_dir, rt.path, rt.stream.creation_timestamp_ns
+                )
                 await rt.run()
         except Exception:
             log.exception("%s: partition task failed", rt.name)
@@ -233,6 +259,88 @@ class PartitionManager:
             if self._closing.get(key) is slot.done:
                 del self._closing[key]
             slot.done.set()
+
+
+INCARNATION_FILE = "stream-incarnation"
+"""In each partition directory: the creation timestamp (ns) of the stream the data belongs to."""
+
+TRASH_DIR = ".trash"
+"""Under ``<data>/streams``: directories being removed. Stream names never contain a dot."""
+
+
+def claim_partition_dir(path: Path, creation_timestamp_ns: int) -> None:
+    """Make ``path`` hold data of this stream incarnation only.
+
+    A stream deleted and created again under the same name while this server was down (or
+    crashed between the committed delete and removing the files) leaves the old incarnation's
+    log behind; opening it would serve old messages as new ones. The directory records whose
+    data it holds; a mismatch discards it. A directory without the record (made before lb
+    kept one) is adopted.
+    """
+    marker = path / INCARNATION_FILE
+    expected = str(creation_timestamp_ns)
+    try:
+        recorded = marker.read_text().strip()
+    except FileNotFoundError:
+        recorded = None
+    if recorded is not None and recorded != expected:
+        log.warning(
+            "%s holds data of an earlier stream of the same name (created at %s ns, this one "
+            "at %s ns): discarding it",
+            path,
+            recorded,
+            expected,
+        )
+        _discard(path)
+    if recorded != expected:
+        path.mkdir(parents=True, exist_ok=True)
+        tmp = marker.with_suffix(".tmp")
+        tmp.write_text(expected + "\n")
+        os.replace(tmp, marker)
+
+
+def trash_deleted_streams(streams_dir: Path, live: set[str]) -> list[str]:
+    """Move the directories of streams that no longer exist to the trash; returns their names.
+
+    Run once the metadata log has been replayed: every stream this server ever stored data
+    for was created by a committed op it has applied, so a directory whose stream is not in
+    the state was left by a delete that committed before the files were gone (a crash, or
+    this server being down). Only renames: quick enough to run on the event loop, which keeps
+    it atomic with respect to partitions starting. ``empty_trash`` does the slow part.
+    """
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(streams_dir))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        if entry.name != TRASH_DIR and entry.is_dir() and entry.name not in live:
+            _to_trash(Path(entry.path), streams_dir)
+            removed.append(entry.name)
+    return removed
+
+
+def empty_trash(streams_dir: Path) -> None:
+    """Delete what ``_to_trash`` moved aside, including leftovers of a crash."""
+    try:
+        entries = list(os.scandir(streams_dir / TRASH_DIR))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _to_trash(path: Path, streams_dir: Path) -> Path:
+    trash = streams_dir / TRASH_DIR
+    trash.mkdir(exist_ok=True)
+    target = trash / f"{path.parent.name}.{path.name}.{time.time_ns()}"
+    os.replace(path, target)  # atomic: a crash leaves the data either in place or in the trash
+    return target
+
+
+def _discard(path: Path) -> None:
+    """Remove a partition directory so that a crash halfway leaves only trash behind."""
+    shutil.rmtree(_to_trash(path, path.parents[1]), ignore_errors=True)
 
 
 def _delete_partition_dir(path: Path) -> None:
