@@ -2,6 +2,7 @@
 
 Appends N messages of S bytes in batches of 1, 10, 100 and 1000 under each fsync policy, and
 compares with a plain loop that ``os.write``s the same payload bytes with the same fsync cadence.
+Each case runs ``--rounds`` times, lb and the plain loops alternating, and reports medians.
 Runs where every batch is fsynced are capped (``--fsync-cap-syncs``) because 1M fsyncs would take
 hours; the output says when a run was capped. Then measures ``read_records`` and ``read_raw``.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import struct
 import sys
 import tempfile
@@ -141,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fsync-cap-syncs", type=int, default=2_000,
                     help="cap runs that fsync every batch at this many fsyncs")
     ap.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="runs of each case (lb and plain alternating); medians are reported")
     ap.add_argument("--rst", action="store_true", help="print an RST table")
     args = ap.parse_args(argv)
     root = tempfile.mkdtemp(prefix="lb-bench-", dir=args.dir)
@@ -156,16 +160,23 @@ def main(argv: list[str] | None = None) -> int:
                     n = args.fsync_cap_syncs * batch
                     capped = True
                 n -= n % batch
-                d_lb = os.path.join(root, f"lb-{len(results)}")
-                d_plain = os.path.join(root, f"plain-{len(results)}")
-                os.makedirs(d_plain)
-                lb_s, syncs = run_lb(d_lb, policy, n, batch, body)
-                plain_s = run_plain(d_plain, policy, n, batch, body)
-                os.unlink(os.path.join(d_plain, "plain.log"))
-                framed_s = run_plain(d_plain, policy, n, batch, body, framed=True)
-                shutil.rmtree(d_lb)
-                shutil.rmtree(d_plain)
-                r = Result(str(policy), batch, n, capped, lb_s, plain_s, framed_s, syncs)
+                lb_times, plain_times, framed_times = [], [], []
+                for rnd in range(args.rounds):  # interleaved, so load changes hit all three
+                    d_lb = os.path.join(root, f"lb-{len(results)}-{rnd}")
+                    d_plain = os.path.join(root, f"plain-{len(results)}-{rnd}")
+                    os.makedirs(d_plain)
+                    lb_s, syncs = run_lb(d_lb, policy, n, batch, body)
+                    plain_s = run_plain(d_plain, policy, n, batch, body)
+                    os.unlink(os.path.join(d_plain, "plain.log"))
+                    framed_s = run_plain(d_plain, policy, n, batch, body, framed=True)
+                    shutil.rmtree(d_lb)
+                    shutil.rmtree(d_plain)
+                    lb_times.append(lb_s)
+                    plain_times.append(plain_s)
+                    framed_times.append(framed_s)
+                r = Result(str(policy), batch, n, capped, statistics.median(lb_times),
+                           statistics.median(plain_times), statistics.median(framed_times),
+                           syncs)
                 results.append(r)
                 print(f"{r.policy:>16} batch={batch:<5} n={n:<8}{' (capped)' if capped else ''}"
                       f" lb {r.lb_rate:>10,.0f} msg/s {r.lb_rate * args.size / 1e6:7.1f} MB/s"
