@@ -33,7 +33,7 @@ from nats.aio.msg import Msg
 
 from lb import envelope
 from lb._proto.lbinternal import PropagatedRequest
-from lb.codec import AckError, AckPolicy
+from lb.codec import AckEncoder, AckError, AckPolicy
 from lb.metadata import propagation as prop
 from lb.metadata.errors import MetadataError
 from lb.metadata.model import Partition as PartitionMeta
@@ -131,8 +131,8 @@ class PartitionEvents:
 @dataclass(slots=True)
 class _PendingAck:
     offset: int
-    inbox: str
-    payload_fields: dict[str, Any]
+    message: envelope.IngestMessage
+    reception_ns: int
 
 
 def log_options(stream: Stream, settings: Settings) -> LogOptions:
@@ -223,6 +223,7 @@ class PartitionRuntime:
         """Set by the manager when this process already led this leader epoch (a runtime
         restart, e.g. after a resume), as opposed to a leadership left by a previous process."""
         self._ack_after_sync = self._options.fsync.kind == "batch"
+        self._acks = AckEncoder(stream.name, stream.subject, _ACK_ENVELOPE_HEADER)
 
     # -- facts for the API (synchronous; callable from asyncio handlers) -------------------
 
@@ -495,21 +496,23 @@ class PartitionRuntime:
                 if idle:
                     await self._notify_followers(idle)
             first = result.first_offset
+            commit_ns = time.time_ns() if acks else 0
+            ack_bytes = self._ack_bytes
+            pending = self._pending_all
             for i, m in acks:
                 offset = first + i
                 if m.ack_policy == AckPolicy.ALL:
-                    if len(self._pending_all) < PENDING_ACKS_MAX:
-                        self._pending_all.append(_PendingAck(offset, m.ack_inbox, _ack(m, now_ns)))
+                    if len(pending) < PENDING_ACKS_MAX:
+                        pending.append(_PendingAck(offset, m, now_ns))
                     else:
                         log.warning("%s: too many pending ALL acks; dropping one", self.name)
                 else:
-                    out.append(self._ack_bytes(offset, m.ack_inbox, _ack(m, now_ns)))
+                    out.append(ack_bytes(offset, m, now_ns, commit_ns))
             self._advance_hw()
             out.extend(self._release_committed())
         for m, error in nacks:
             if m.ack_inbox:  # PUBA-7: error acks go out whenever there is an inbox
-                fields = _ack(m, now_ns)
-                out.append(self._ack_bytes(-1, m.ack_inbox, fields, error))
+                out.append(self._ack_bytes(-1, m, now_ns, time.time_ns(), error))
         await self._send_acks(out)
 
     async def _notify_followers(self, followers: list[str]) -> None:
@@ -594,26 +597,41 @@ class PartitionRuntime:
 
     def _release_committed(self) -> list[AckOut]:
         hw = self.log.hw if self.log is not None else -1
-        out = []
+        out: list[AckOut] = []
         pending = self._pending_all
+        if not pending or pending[0].offset > hw:
+            return out
+        commit_ns = time.time_ns()
+        ack_bytes = self._ack_bytes
         while pending and pending[0].offset <= hw:
             p = pending.popleft()
-            out.append(self._ack_bytes(p.offset, p.inbox, p.payload_fields))
+            out.append(ack_bytes(p.offset, p.message, p.reception_ns, commit_ns))
         return out
 
     def _ack_bytes(
-        self, offset: int, inbox: str, fields: dict[str, Any], error: int = AckError.OK
+        self,
+        offset: int,
+        m: envelope.IngestMessage,
+        reception_ns: int,
+        commit_ns: int,
+        error: int = AckError.OK,
     ) -> AckOut:
-        commit_ns = 0 if error == AckError.TOO_LARGE else time.time_ns()  # ACK-3
-        data = envelope.encode_ack(
-            stream=self.stream.name,
-            partition_subject=self.stream.subject,
-            offset=offset if offset >= 0 else 0,
-            commit_timestamp_ns=commit_ns,
-            ack_error=int(error),
-            **fields,
+        """The ack envelope for ``m`` (ACK-2). ``commit_ns`` is read once per batch of acks:
+        the acks of one batch are committed together."""
+        error = int(error)
+        if error == AckError.TOO_LARGE:
+            commit_ns = 0  # ACK-3
+        data = self._acks.encode(
+            m.subject,
+            offset if offset >= 0 else 0,
+            m.ack_inbox,
+            m.correlation_id,
+            m.ack_policy,
+            reception_ns,
+            commit_ns,
+            error,
         )
-        return inbox, data, fields["correlation_id"], int(error)
+        return m.ack_inbox, data, m.correlation_id, error
 
     async def _publish_all(self, out: list[AckOut]) -> None:
         publish = self.nats.publish
@@ -709,11 +727,5 @@ def _batch_bytes(batch: list[tuple[bytes, str, str]]) -> int:
     return sum(len(item[0]) for item in batch)
 
 
-def _ack(m: envelope.IngestMessage, reception_ns: int) -> dict[str, Any]:
-    return {
-        "msg_subject": m.subject,
-        "ack_inbox": m.ack_inbox,
-        "correlation_id": m.correlation_id,
-        "ack_policy": m.ack_policy,
-        "reception_timestamp_ns": reception_ns,
-    }
+_ACK_ENVELOPE_HEADER = envelope.encode_envelope(envelope.MsgType.ACK, b"")
+"""What :func:`lb.envelope.encode_ack` puts before the ``Ack`` (HeaderLen 8, no CRC)."""
