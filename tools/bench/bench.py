@@ -19,7 +19,8 @@ and CPU µs per message of the servers (from /proc/<pid>/stat) and of the client
 ``--vs-jetstream`` runs the same workload against a JetStream it starts itself (file storage;
 1 nats-server, or a 3-node cluster for R3), with nats-py clients of the same shape
 (``js.publish_async`` with N in flight, pull consumers), interleaved over ``--rounds`` rounds, and
-prints medians with lb/JetStream ratios. ``--suite readme`` runs the README's workloads P1-P7;
+prints medians with lb/JetStream ratios. ``--suite readme`` runs the README's workloads P1-P8
+(P8, failover under load, lives in ``failover_bench.py``; ``--workload P8`` runs it alone);
 ``--quick`` is the CI smoke test (correctness only, under a minute).
 
     python tools/bench/bench.py --path publish-async --messages 50000 --pub-batch 100 \\
@@ -50,6 +51,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))  # the repo root, for `lb` when not installed
 
 import bench_servers as srv  # noqa: E402
+import failover_bench as p8  # noqa: E402
 
 PATHS = ("publish-async", "grpc-publish", "nats-envelope", "nats-raw")
 ACK_POLICIES = {"leader": 0, "all": 1, "none": 2}
@@ -621,6 +623,7 @@ def rst_table(summaries: list[dict[str, Any]], p6: dict[str, Any] | None) -> str
     head = ("Workload", "lb msg/s", "JS msg/s", "lb/JS", "lb p50/p99/p99.9 ms",
             "JS p50/p99/p99.9 ms", "lb srv µs/msg", "JS srv µs/msg", "others' cores")
     rows = []
+    late = []  # P8 (seconds, not msg/s), after P6
 
     def lat(m: dict[str, float]) -> str:
         if "p50_us" not in m:
@@ -648,11 +651,19 @@ def rst_table(summaries: list[dict[str, Any]], p6: dict[str, Any] | None) -> str
                 num(lb_m, "srv_cpu_us_per_msg", ".0f"), num(js_m, "srv_cpu_us_per_msg", ".0f"),
                 f"{max(lb_m.get('others_cores', 0), js_m.get('others_cores', 0)):.1f}",
             ))
+        if wl["name"] == "P8" and "failover" in s["medians"]:
+            med = s["medians"]["failover"]
+            lb_s, js_s = med.get("lb", {}).get("failover_s"), med.get("js", {}).get("failover_s")
+            late.append(("P8 (failover, s)", f"{lb_s:.2f} s" if lb_s else "failed",
+                         f"{js_s:.2f} s" if js_s else "failed",
+                         f"{lb_s / js_s:.2f}" if lb_s and js_s else "-",
+                         "-", "-", "-", "-", "-"))
     if p6:
         lbr = p6.get("lb", {}).get("lossless_msgs_per_s", 0)
         jsr = p6.get("js", {}).get("lossless_msgs_per_s", 0)
         rows.append(("P6 (raw NATS, lossless)", f"{lbr:,.0f}", f"{jsr:,.0f}",
                      f"{lbr / jsr:.2f}" if jsr else "-", "-", "-", "-", "-", "-"))
+    rows += late
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     sep = "  ".join("=" * w for w in widths)
     lines = [sep, "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)), sep]
@@ -687,7 +698,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--jetstream-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3 "
                     "with --vs-jetstream or --suite, else 1)")
-    ap.add_argument("--suite", choices=("readme",), help="run the README workloads P1-P7")
+    ap.add_argument("--suite", choices=("readme",), help="run the README workloads P1-P8")
+    ap.add_argument("--workload", choices=("P8",), help="P8: failover under load (kill -9 of "
+                    "the leader until the next ALL ack); --vs-jetstream, --rounds, "
+                    "--message-size and the --p8-* options apply")
+    ap.add_argument("--skip-p8", action="store_true", help="--suite: leave P8 out")
+    p8.add_options(ap)
     ap.add_argument("--scale", type=float, default=1.0, help="--suite: message-count factor")
     ap.add_argument("--p6-rates", default="20000,40000,60000,80000,120000,160000,240000,320000",
                     help="--suite: raw NATS rates to try, ascending")
@@ -740,8 +756,27 @@ def main(argv: list[str] | None = None) -> int:
                     f"{st['ingest'] or 0:,.0f}/s, lost {st['lost']}" for st in r["steps"])
                 print(f"  {sys_name}: keeps up with {r['lossless_msgs_per_s']:,.0f} msg/s, "
                       f"absorbs {r['absorbed_msgs_per_s']:,.0f} msg/s  ({steps})")
+            if not args.skip_p8:
+                s = p8.run_p8(["lb", "js"], rounds, tmp, p8.options_from(args))
+                p8.print_p8(s)
+                report["workloads"].append(s)
+                ok = ok and s["ok"]
+                report["rst_p8"] = p8.p8_rst(s)
             report["rst"] = rst_table(report["workloads"], report["p6"])
             print("\n" + report["rst"])
+            if "rst_p8" in report:
+                print("\n" + report["rst_p8"])
+        elif args.workload == "P8":
+            systems = ["js"] if args.jetstream_only else (
+                ["lb", "js"] if args.vs_jetstream else ["lb"])
+            rounds = args.rounds or (3 if args.vs_jetstream else 1)
+            s = p8.run_p8(systems, rounds, tmp, p8.options_from(args, args.message_size))
+            p8.print_p8(s)
+            report["workloads"].append(s)
+            if len(systems) == 2:
+                report["rst_p8"] = p8.p8_rst(s)
+                print("\n" + report["rst_p8"])
+            ok = s["ok"]
         else:
             systems = ["js"] if args.jetstream_only else (
                 ["lb", "js"] if args.vs_jetstream else ["lb"])

@@ -84,6 +84,8 @@ class Procs:
     nats_url: str = ""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     grpc_ports: dict[str, int] = field(default_factory=dict)  # lb server id -> gRPC port
+    nats_urls: dict[str, str] = field(default_factory=dict)  # nats-server name -> client URL
+    monitor_ports: dict[str, int] = field(default_factory=dict)  # nats-server name -> HTTP port
 
     def cpu(self) -> dict[str, float]:
         return {name: cpu_s(p.pid) for name, p in self.procs.items()}
@@ -109,9 +111,11 @@ class Procs:
 
 def _nats_conf(
     path: Path, name: str, port: int, store: Path | None, sync_always: bool,
-    cluster_port: int = 0, routes: list[int] | None = None,
+    cluster_port: int = 0, routes: list[int] | None = None, monitor_port: int = 0,
 ) -> Path:
     lines = [f"server_name: {name}", f"listen: 127.0.0.1:{port}", "max_payload: 8MB"]
+    if monitor_port:
+        lines.append(f"http: 127.0.0.1:{monitor_port}")
     if store is not None:
         js = [f'store_dir: "{store}"']
         if sync_always:
@@ -127,29 +131,41 @@ def _nats_conf(
 
 
 def start_nats(base: Path, name: str, jetstream: bool, sync_always: bool = False,
-               cluster_port: int = 0, routes: list[int] | None = None) -> tuple[Any, int]:
+               cluster_port: int = 0, routes: list[int] | None = None,
+               monitor_port: int = 0) -> tuple[Any, int]:
     port = free_port()
     store = base / f"{name}-js" if jetstream else None
-    conf = _nats_conf(base / f"{name}.conf", name, port, store, sync_always, cluster_port, routes)
+    conf = _nats_conf(base / f"{name}.conf", name, port, store, sync_always, cluster_port, routes,
+                      monitor_port)
     proc = spawn([nats_server_binary(), "-c", str(conf)], log=base / f"{name}.log")
     return proc, port
 
 
-def start_jetstream(base: Path, replicas: int, sync_always: bool) -> Procs:
-    """1 nats-server with JetStream, or a 3-node JetStream cluster for R3."""
+def start_jetstream(base: Path, replicas: int, sync_always: bool, monitor: bool = False) -> Procs:
+    """1 nats-server with JetStream, or a 3-node JetStream cluster for R3. ``monitor`` also
+    opens each server's HTTP monitoring port (``/jsz`` names the meta leader; P8 uses it)."""
     procs = Procs("js", base)
     try:
         if replicas == 1:
-            proc, port = start_nats(base, "nats", True, sync_always)
+            mport = free_port() if monitor else 0
+            proc, port = start_nats(base, "nats", True, sync_always, monitor_port=mport)
             procs.procs["nats"] = proc
+            procs.nats_urls["nats"] = f"nats://127.0.0.1:{port}"
+            if mport:
+                procs.monitor_ports["nats"] = mport
             wait_for_port(port)
             procs.nats_url = f"nats://127.0.0.1:{port}"
         else:
             cports = [free_port() for _ in range(3)]
             ports = []
             for k in range(3):
-                proc, port = start_nats(base, f"nats{k}", True, sync_always, cports[k], cports)
+                mport = free_port() if monitor else 0
+                proc, port = start_nats(base, f"nats{k}", True, sync_always, cports[k], cports,
+                                        mport)
                 procs.procs[f"nats{k}"] = proc
+                procs.nats_urls[f"nats{k}"] = f"nats://127.0.0.1:{port}"
+                if mport:
+                    procs.monitor_ports[f"nats{k}"] = mport
                 ports.append(port)
             for port in ports:
                 wait_for_port(port)
@@ -166,7 +182,7 @@ async def _js_setup(url: str, partitions: int, replicas: int) -> None:
 
     nc = await nats.connect(url)
     try:
-        js = nc.jetstream(timeout=20)
+        js = nc.jetstream(timeout=5)  # retried below: a fresh cluster may not answer
         deadline = time.monotonic() + 30
         for k in range(partitions):
             while True:  # a fresh cluster needs a moment to elect its meta leader
