@@ -134,6 +134,9 @@ async def test_malformed_messages_are_stored_raw(client: api.ApiStub, nc: Any) -
     ]
     for data in samples:
         await nc.publish(name, data)
+    # NATS orders messages per connection only: the samples must reach the NATS server
+    # before the server's own publish of "after" does.
+    await nc.flush()
     r = await publish(client, name, b"after", ack_policy=api.AckPolicy.ALL)
     assert r.ack.offset == len(samples)
     values = await _values(client, name, len(samples) + 1)
