@@ -757,7 +757,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {sys_name}: keeps up with {r['lossless_msgs_per_s']:,.0f} msg/s, "
                       f"absorbs {r['absorbed_msgs_per_s']:,.0f} msg/s  ({steps})")
             if not args.skip_p8:
-                s = p8.run_p8(["lb", "js"], rounds, tmp, p8.options_from(args))
+                s = p8.run_p8(["lb", "js"], rounds, tmp, p8.options_from(args),
+                              args.p8_keep_failed)
                 p8.print_p8(s)
                 report["workloads"].append(s)
                 ok = ok and s["ok"]
@@ -770,7 +771,8 @@ def main(argv: list[str] | None = None) -> int:
             systems = ["js"] if args.jetstream_only else (
                 ["lb", "js"] if args.vs_jetstream else ["lb"])
             rounds = args.rounds or (3 if args.vs_jetstream else 1)
-            s = p8.run_p8(systems, rounds, tmp, p8.options_from(args, args.message_size))
+            s = p8.run_p8(systems, rounds, tmp, p8.options_from(args, args.message_size),
+                          args.p8_keep_failed)
             p8.print_p8(s)
             report["workloads"].append(s)
             if len(systems) == 2:

@@ -37,6 +37,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -324,11 +325,11 @@ class LbTarget:
         return seqs, count
 
 
-async def _lb_round(procs: srv.Procs, opts: FailoverOptions) -> dict[str, Any]:
+async def _lb_round(procs: srv.Procs, opts: FailoverOptions, out: dict[str, Any]) -> None:
     target = LbTarget(procs, srv.STREAM, opts.ack_timeout_s)
     try:
-        return await _drive(
-            target, opts, procs,
+        await _drive(
+            target, opts, procs, out,
             leader=target.leader,
             survivors_leader=lambda killed: target.leader(
                 [n for n in procs.grpc_ports if n != killed]),
@@ -464,12 +465,12 @@ def _http_get(url: str) -> bytes:
         return bytes(r.read())
 
 
-async def _js_round(procs: srv.Procs, opts: FailoverOptions) -> dict[str, Any]:
+async def _js_round(procs: srv.Procs, opts: FailoverOptions, out: dict[str, Any]) -> None:
     target = JsTarget(procs, srv.js_stream_name(0), srv.js_subject(0), opts.ack_timeout_s)
     try:
         await target.open()
-        return await _drive(
-            target, opts, procs,
+        await _drive(
+            target, opts, procs, out,
             leader=target.leader,
             survivors_leader=lambda killed: target.leader(
                 [n for n in procs.nats_urls if n != killed]),
@@ -498,14 +499,14 @@ async def _wait_for(what: str, timeout_s: float, probe: Callable[[], Awaitable[A
 
 
 async def _drive(
-    target: Any, opts: FailoverOptions, procs: srv.Procs, *,
+    target: Any, opts: FailoverOptions, procs: srv.Procs, out: dict[str, Any], *,
     leader: Callable[[], Awaitable[str]],
     survivors_leader: Callable[[str], Awaitable[str]],
     read_back: Callable[[str], Awaitable[tuple[set[int], int]]],
     meta_leader: Callable[[], Awaitable[str]],
-) -> dict[str, Any]:
-    """Warm up, kill the leader, wait for the first post-kill ack, read back, check."""
-    out: dict[str, Any] = {"problems": []}
+) -> None:
+    """Warm up, kill the leader, wait for the first post-kill ack, read back, check; the
+    figures go into ``out`` as they are known (so a failed round still shows them)."""
     pubs = Publishers(target.publish, opts)
     pubs.start()
     try:
@@ -558,15 +559,16 @@ async def _drive(
                                f"({out['missing_acked_before_kill']} acked before the kill)")
     if not out["leader_changed"]:
         out["problems"].append("the leader did not change")
-    return out
 
 
 async def _true(v: bool) -> bool:
     return v
 
 
-def run_round(kind: str, opts: FailoverOptions, tmp: Path, label: str = "") -> dict[str, Any]:
-    """One P8 round on fresh servers; every process started here is stopped here."""
+def run_round(kind: str, opts: FailoverOptions, tmp: Path, label: str = "",
+              keep_failed: Path | None = None) -> dict[str, Any]:
+    """One P8 round on fresh servers; every process started here is stopped here. A failed
+    round's data dirs and logs are copied to ``keep_failed`` (if given) for a post-mortem."""
     case_dir = Path(tempfile.mkdtemp(prefix=f"p8-{kind}-", dir=tmp))
     out: dict[str, Any] = {"system": kind, "ok": False, "problems": []}
     procs: srv.Procs | None = None
@@ -575,11 +577,11 @@ def run_round(kind: str, opts: FailoverOptions, tmp: Path, label: str = "") -> d
         if kind == "lb":
             procs = srv.start_lb(case_dir, 3, dict(LB_FAILOVER_CONFIG))
             srv.setup_lb(procs, 1, 3)
-            out.update(asyncio.run(_lb_round(procs, opts)))
+            asyncio.run(_lb_round(procs, opts, out))
         else:
             procs = srv.start_jetstream(case_dir, 3, sync_always=False, monitor=True)
             srv.setup_jetstream(procs, 1, 3)
-            out.update(asyncio.run(_js_round(procs, opts)))
+            asyncio.run(_js_round(procs, opts, out))
     except Exception as exc:
         out["problems"].append(f"{type(exc).__name__}: {exc}")
     finally:
@@ -587,6 +589,10 @@ def run_round(kind: str, opts: FailoverOptions, tmp: Path, label: str = "") -> d
             procs.stop()
             if out["problems"]:
                 out["logs"] = procs.logs_tail()
+        if out["problems"] and keep_failed is not None:
+            kept = keep_failed / case_dir.name
+            shutil.copytree(case_dir, kept, dirs_exist_ok=True)
+            out["kept"] = str(kept)
         subprocess.run(["rm", "-rf", str(case_dir)], check=False)
     out["ok"] = not out["problems"]
     out["round_s"] = time.monotonic() - t0
@@ -602,12 +608,14 @@ def run_round(kind: str, opts: FailoverOptions, tmp: Path, label: str = "") -> d
     return out
 
 
-def run_p8(systems: list[str], rounds: int, tmp: Path, opts: FailoverOptions) -> dict[str, Any]:
-    """P8 on every system, interleaved round by round; medians and lb/JetStream ratios."""
+def run_p8(systems: list[str], rounds: int, tmp: Path, opts: FailoverOptions,
+           keep_failed: Path | None = None) -> dict[str, Any]:
+    """P8 on every system, interleaved round by round; medians (over the rounds that passed
+    every check) and lb/JetStream ratios."""
     per: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
     for r in range(rounds):
         for s in systems:
-            per[s].append(run_round(s, opts, tmp, f"P8 {s} r{r + 1}/{rounds}"))
+            per[s].append(run_round(s, opts, tmp, f"P8 {s} r{r + 1}/{rounds}", keep_failed))
     med: dict[str, dict[str, float]] = {}
     for s in systems:
         m: dict[str, float] = {}
@@ -699,6 +707,8 @@ def add_options(ap: argparse.ArgumentParser) -> None:
                     help="P8: seconds of load before the kill")
     ap.add_argument("--p8-after", type=float, default=d.after_s,
                     help="P8: seconds of load after the first post-kill ack")
+    ap.add_argument("--p8-keep-failed", type=Path, metavar="DIR",
+                    help="P8: copy a failed round's data dirs and logs into DIR")
 
 
 def options_from(args: argparse.Namespace, message_size: int = 256) -> FailoverOptions:
@@ -722,7 +732,8 @@ def main(argv: list[str] | None = None) -> int:
     systems = ["js"] if args.jetstream_only else (["lb", "js"] if args.vs_jetstream else ["lb"])
     rounds = args.rounds or (3 if args.vs_jetstream else 1)
     with tempfile.TemporaryDirectory(prefix="lb-p8-", dir=args.tmp) as tmp:
-        summary = run_p8(systems, rounds, Path(tmp), options_from(args, args.message_size))
+        summary = run_p8(systems, rounds, Path(tmp), options_from(args, args.message_size),
+                         args.p8_keep_failed)
     print_p8(summary)
     if "js" in systems and "lb" in systems:
         print("\n" + p8_rst(summary))
