@@ -27,6 +27,22 @@ from lb.testing.lb_process import HEALTH_SERVING, health_status
 from lb.testing.nats_server import free_port, wait_for_port
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+_HANDED_OUT: set[int] = set()  # ports given to our servers so far (bounded by PORTS_MAX)
+PORTS_MAX = 4096
+
+
+def fresh_port() -> int:
+    """A free port not handed out before by this process: ``free_port`` only asks the
+    kernel, which can return a port again before the server that got it binds it (a cluster
+    port and a monitor port once collided)."""
+    if len(_HANDED_OUT) > PORTS_MAX:
+        _HANDED_OUT.clear()
+    for _ in range(100):
+        port = free_port()
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no fresh port after 100 tries")
 STREAM = "bench"
 
 
@@ -133,7 +149,7 @@ def _nats_conf(
 def start_nats(base: Path, name: str, jetstream: bool, sync_always: bool = False,
                cluster_port: int = 0, routes: list[int] | None = None,
                monitor_port: int = 0) -> tuple[Any, int]:
-    port = free_port()
+    port = fresh_port()
     store = base / f"{name}-js" if jetstream else None
     conf = _nats_conf(base / f"{name}.conf", name, port, store, sync_always, cluster_port, routes,
                       monitor_port)
@@ -147,7 +163,7 @@ def start_jetstream(base: Path, replicas: int, sync_always: bool, monitor: bool 
     procs = Procs("js", base)
     try:
         if replicas == 1:
-            mport = free_port() if monitor else 0
+            mport = fresh_port() if monitor else 0
             proc, port = start_nats(base, "nats", True, sync_always, monitor_port=mport)
             procs.procs["nats"] = proc
             procs.nats_urls["nats"] = f"nats://127.0.0.1:{port}"
@@ -156,10 +172,10 @@ def start_jetstream(base: Path, replicas: int, sync_always: bool, monitor: bool 
             wait_for_port(port)
             procs.nats_url = f"nats://127.0.0.1:{port}"
         else:
-            cports = [free_port() for _ in range(3)]
+            cports = [fresh_port() for _ in range(3)]
             ports = []
             for k in range(3):
-                mport = free_port() if monitor else 0
+                mport = fresh_port() if monitor else 0
                 proc, port = start_nats(base, f"nats{k}", True, sync_always, cports[k], cports,
                                         mport)
                 procs.procs[f"nats{k}"] = proc
@@ -237,7 +253,7 @@ def js_counts(procs: Procs, partitions: int) -> list[int]:
 
 
 def _lb_server(base: Path, name: str, nats_url: str, config: dict[str, Any]) -> tuple[Any, int]:
-    port = free_port()
+    port = fresh_port()
     data = base / name
     data.mkdir(parents=True, exist_ok=True)
     cfg = {
