@@ -58,6 +58,45 @@ def decode_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
             raise DecodeError("varint too long")
 
 
+def skip_field(
+    buf: bytes | memoryview, pos: int, end: int, wire_type: int, field_number: int
+) -> int:
+    """Skip the value of a field (an unknown one, or one of an unexpected wire type) that
+    starts at ``pos``; return the position after it. Groups are skipped to their end tag."""
+    if wire_type == WIRE_VARINT:
+        _, pos = decode_varint(buf, pos)
+    elif wire_type == WIRE_LEN:
+        length, pos = decode_varint(buf, pos)
+        pos += length
+    elif wire_type == WIRE_I64:
+        pos += 8
+    elif wire_type == WIRE_I32:
+        pos += 4
+    elif wire_type == _WIRE_SGROUP:
+        while True:
+            if pos >= end:
+                raise DecodeError("unterminated group")
+            key, pos = decode_varint(buf, pos)
+            fn = key >> 3
+            wt = key & 7
+            if fn == 0:
+                raise DecodeError("field number 0")
+            if wt == _WIRE_EGROUP:
+                if fn != field_number:
+                    raise DecodeError("mismatched end group")
+                break
+            pos = skip_field(buf, pos, end, wt, fn)
+    else:
+        raise DecodeError(f"unexpected wire type {wire_type}")
+    if pos > end:
+        raise DecodeError("truncated field")
+    return pos
+
+
+_WIRE_SGROUP = 3
+_WIRE_EGROUP = 4
+
+
 def to_int64(value: int) -> int:
     """Reinterpret a decoded 64-bit varint as a signed int64."""
     value &= _MASK64

@@ -31,6 +31,7 @@ from lb._proto import lbinternal as pb
 from lb.metadata import propagation as prop
 from lb.metadata.errors import MetadataError
 from lb.metadata.failover import LeaderReport
+from lb.replication import wire
 from lb.replication.follower import FollowerState, Phase, TruncationBelowHighWatermark
 from lb.replication.leader import LeaderState
 from lb.replication.messages import (
@@ -183,31 +184,24 @@ class LeaderReplication:
         if not msg.reply or lg is None:
             return
         try:
-            req = pb.ReplicationRequest().parse(msg.data)
-        except Exception:
+            replica_id, offset, leader_epoch = wire.decode_replication_request(msg.data)
+        except wire.DecodeError:
             return
         state = self.state
-        verdict = state.on_fetch(req.replica_id, req.offset, _now(), req.leader_epoch)
+        verdict = state.on_fetch(replica_id, offset, _now(), leader_epoch)
         if verdict is not FetchVerdict.OK:
             await msg.respond(
-                bytes(pb.ReplicationResponse(leader_epoch=state.leader_epoch, error=verdict.value))
+                wire.encode_replication_response(state.leader_epoch, 0, 0, error=verdict.value)
             )
             return
         data = b""
         first = UNDEFINED
-        if req.offset < lg.next_offset:
-            data = lg.read_raw(req.offset, rt.settings.replication_bytes_max)
+        if offset < lg.next_offset:
+            data = lg.read_raw(offset, rt.settings.replication_bytes_max)
             if data:
                 first = fmt.parse_header(data, 0).base_offset
         await msg.respond(
-            bytes(
-                pb.ReplicationResponse(
-                    leader_epoch=state.leader_epoch,
-                    hw=state.high_watermark,
-                    first_offset=first,
-                    batches=data,
-                )
-            )
+            wire.encode_replication_response(state.leader_epoch, state.high_watermark, first, data)
         )
         if state.high_watermark > lg.hw:
             await rt.commit_to_async(state.high_watermark)
@@ -217,23 +211,23 @@ class LeaderReplication:
         if not msg.reply or lg is None:
             return
         try:
-            req = pb.EpochEndOffsetRequest().parse(msg.data)
-        except Exception:
+            req = wire.decode_epoch_request(msg.data)
+        except wire.DecodeError:
             return
         if req.leader_epoch != self.state.leader_epoch:
-            answer = pb.EpochEndOffsetResponse(
-                leader_epoch=self.state.leader_epoch, end_offset=-1, error="leader epoch mismatch"
+            answer = wire.encode_epoch_response(
+                self.state.leader_epoch, -1, error="leader epoch mismatch"
             )
         else:
             epoch, end = lg.epochs.end_offset_for(req.requested_epoch)
-            answer = pb.EpochEndOffsetResponse(
-                leader_epoch=self.state.leader_epoch,
+            answer = wire.encode_epoch_response(
+                self.state.leader_epoch,
+                end,
                 epoch=epoch,
-                end_offset=end,
                 requested_epoch=req.requested_epoch,
                 unknown=epoch == UNDEFINED,
             )
-        await msg.respond(bytes(answer))
+        await msg.respond(answer)
 
 
 class FollowerReplication:
@@ -311,16 +305,10 @@ class FollowerReplication:
         ask = state.epoch_request(lg.epochs.latest_epoch)
         reply = await request(
             subject,
-            bytes(
-                pb.EpochEndOffsetRequest(
-                    replica_id=ask.replica_id,
-                    leader_epoch=ask.leader_epoch,
-                    requested_epoch=ask.epoch,
-                )
-            ),
+            wire.encode_epoch_request(ask.replica_id, ask.leader_epoch, ask.epoch),
             timeout=self._fetch_timeout_s,
         )
-        answer = pb.EpochEndOffsetResponse().parse(reply.data)
+        answer = wire.decode_epoch_response(reply.data)
         resp = EpochResponse(
             leader_epoch=answer.leader_epoch,
             requested_epoch=answer.requested_epoch,
@@ -352,16 +340,10 @@ class FollowerReplication:
         ask = state.next_fetch()
         reply = await request(
             subject,
-            bytes(
-                pb.ReplicationRequest(
-                    replica_id=ask.replica_id,
-                    offset=ask.fetch_offset,
-                    leader_epoch=ask.leader_epoch,
-                )
-            ),
+            wire.encode_replication_request(ask.replica_id, ask.fetch_offset, ask.leader_epoch),
             timeout=self._fetch_timeout_s,
         )
-        answer = pb.ReplicationResponse().parse(reply.data)
+        answer = wire.decode_replication_response(reply.data)
         data = answer.batches
         last = UNDEFINED
         if data:
