@@ -903,7 +903,7 @@ class ApiService:
     async def _stream_messages(
         self, stream: Stream[Any, Any], rt: PartitionRuntime, offset: int, stop: int
     ) -> None:
-        make = codec.SubscribeEncoder(rt.stream.name, rt.meta.id).encode
+        encode = codec.SubscribeEncoder(rt.stream.name, rt.meta.id).encode_records
         while True:
             try:
                 records = rt.read_committed(offset, SUBSCRIBE_READ_BYTES_MAX)
@@ -913,10 +913,7 @@ class ApiService:
                 if stop >= 0 and records[-1].offset > stop:
                     records = [rec for rec in records if rec.offset <= stop]
                 # One write per read batch, not one per message (grpclib_ext).
-                await send_messages(
-                    stream,
-                    [make(rec.offset, rec.timestamp_ns, rec.body) for rec in records],
-                )
+                await send_messages(stream, encode(records))
                 offset = records[-1].offset + 1
                 if stop >= 0 and offset > stop:
                     raise GRPCError(Status.RESOURCE_EXHAUSTED, "Stop offset reached")
