@@ -35,7 +35,7 @@ from lb.metadata import queries
 from lb.metadata.errors import MetadataError
 from lb.metadata.model import StreamConfig
 from lb.metadata.validation import check_not_reserved
-from lb.server.grpclib_ext import cancelled_by_client, send_messages
+from lb.server.grpclib_ext import cancelled_by_client, send_messages, send_unary_response
 from lb.server.partition import PartitionClosed, PartitionEvents, PartitionRuntime
 
 if TYPE_CHECKING:
@@ -566,7 +566,7 @@ class ApiService:
             timeout_s=timeout_s,
         )
         if ack is None:
-            await stream.send_message(b"")  # an empty PublishResponse (PUB-3)
+            await send_unary_response(stream, b"")  # an empty PublishResponse (PUB-3)
             return
         if ack.ack_error == codec.AckError.INCORRECT_OFFSET:
             raise GRPCError(Status.UNKNOWN, "incorrect expected offset")
@@ -575,13 +575,15 @@ class ApiService:
         if ack.ack_error == codec.AckError.ENCRYPTION:
             raise GRPCError(Status.INTERNAL, "encryption failed on partition")
         # PUB-6: unary Publish fills only ``ack`` (never correlationId or asyncError).
-        await stream.send_message(
+        # One write for headers, message and trailers (grpclib_ext).
+        await send_unary_response(
+            stream,
             codec.encode_publish_response(
                 ack=ack.to_bytes(),
                 async_error_code=None,
                 async_error_message="",
                 correlation_id="",
-            )
+            ),
         )
 
     async def publish_to_subject(self, stream: Stream[Any, Any]) -> None:
