@@ -92,10 +92,12 @@ class FailoverOptions:
         return self.ack_timeout_s / self.in_flight
 
 
+_FILLER = bytes(i * 7 & 0xFF for i in range(1 << 16))
+
+
 def payload(seq: int, size: int) -> bytes:
     """The message value: its sequence number (8 bytes, big-endian) and filler."""
-    head = seq.to_bytes(SEQ_BYTES, "big")
-    return head + bytes((seq + i) & 0xFF for i in range(max(0, size - SEQ_BYTES)))
+    return seq.to_bytes(SEQ_BYTES, "big") + _FILLER[: max(0, size - SEQ_BYTES)]
 
 
 def seq_of(value: bytes) -> int:
@@ -113,7 +115,8 @@ PublishFn = Callable[[int, int, bytes], Awaitable[int]]  # (caller, seq, value) 
 class Publishers:
     """``in_flight`` callers publishing one message at a time each, continuously, until
     :meth:`stop`. Records every ack; after :meth:`killed` it watches for the first ack of a
-    message sent after the kill."""
+    message sent after the kill. The records are bounded by the round's length (warm-up +
+    at most ``recover_timeout_s`` + ``after_s``)."""
 
     publish: PublishFn
     opts: FailoverOptions
@@ -209,7 +212,7 @@ class LbTarget:
         self.alive = sorted(procs.grpc_ports)
         self.channels = {n: Channel("127.0.0.1", p, codec=PassthroughCodec())
                          for n, p in procs.grpc_ports.items()}
-        self._turn = [0] * 1024
+        self._turn: dict[int, int] = {}
 
     def close(self) -> None:
         for ch in self.channels.values():
@@ -229,8 +232,8 @@ class LbTarget:
             encode_publish_request,
         )
 
-        turn = self._turn[k % len(self._turn)]
-        self._turn[k % len(self._turn)] = turn + 1
+        turn = self._turn.get(k, 0)
+        self._turn[k] = turn + 1
         name = self.alive[(k + turn) % len(self.alive)]
         req = encode_publish_request(PublishRequestFields(
             value=value, stream=self.stream, partition=0, correlation_id=str(seq),
@@ -356,7 +359,7 @@ class JsTarget:
         self.alive = sorted(procs.nats_urls)
         self.conns: dict[str, Any] = {}
         self.js: dict[str, Any] = {}
-        self._turn = [0] * 1024
+        self._turn: dict[int, int] = {}
 
     async def open(self) -> None:
         import nats
@@ -380,8 +383,8 @@ class JsTarget:
             self.alive.remove(name)
 
     async def publish(self, k: int, seq: int, value: bytes) -> int:
-        turn = self._turn[k % len(self._turn)]
-        self._turn[k % len(self._turn)] = turn + 1
+        turn = self._turn.get(k, 0)
+        self._turn[k] = turn + 1
         name = self.alive[(k + turn) % len(self.alive)]
         ack = await self.js[name].publish(self.subject, value, timeout=self.ack_timeout_s)
         return int(ack.seq)
