@@ -10,6 +10,10 @@ Subjects (Liftbridge's, under the cluster namespace ``<ns>``):
 - ``<ns>.notify.<server id>``: "partition P has new data", so an idle follower fetches at once
   instead of waiting replica.max.idle.wait.
 
+The four messages (``protos/internal.proto``) are encoded and decoded by
+:mod:`lb.replication.wire`, hand-written codecs wire-identical to betterproto's encoding: per
+fetch, betterproto cost more than reading and appending the batches.
+
 Batches travel as the leader stored them: the follower validates and appends them whole
 (``CommitLog.append_raw``), never decoding a record. The leader's fetch handler runs in the
 nats-py callback (asyncio) and only calls synchronous log and core methods, so a fetch costs no
