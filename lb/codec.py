@@ -443,27 +443,8 @@ def strip_ack_fields(body: bytes) -> bytes:
     Subscribe does not deliver them (SUB-4). Relies on :func:`encode_body`'s field order: the
     body is cut at the first field numbered 10 or more. Cost: one tag/length hop per field.
     """
-    pos = 0
-    end = len(body)
-    try:
-        while pos < end:
-            t = body[pos]
-            if t >= 0x50:  # field >= 10, or a multi-byte tag (field >= 16): the ack suffix
-                return body[:pos]
-            if t & 7 == 2:
-                n = body[pos + 1]
-                if n < 0x80:
-                    pos += 2 + n
-                else:
-                    n, p = _varint(body, pos + 1)
-                    pos = p + n
-            else:
-                pos = _skip(body, pos + 1, end, t & 7, t >> 3)
-    except IndexError as exc:
-        raise DecodeError("truncated body") from exc
-    if pos != end:
-        raise DecodeError("truncated body")
-    return body
+    cut = _ack_suffix_start(body, 0)
+    return body if cut == len(body) else body[:cut]
 
 
 def message_from_body(
