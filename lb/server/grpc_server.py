@@ -13,6 +13,8 @@ from typing import Any
 
 import trio
 import trio_asyncio
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
 from grpclib.health.check import ServiceStatus
 from grpclib.health.service import OVERALL, Health
 from grpclib.server import Server
@@ -22,6 +24,28 @@ from lb.codec import PassthroughCodec
 log = logging.getLogger("lb.grpc")
 
 CLOSE_TIMEOUT_S = 2.0
+RECV_MESSAGE_BYTES_MAX = 4 * 1024 * 1024
+"""gRPC's default receive limit, which Liftbridge keeps (WIRE-5). grpclib has none."""
+
+
+class BoundedCodec(PassthroughCodec):
+    """:class:`~lb.codec.PassthroughCodec` that refuses requests over the receive limit with
+    grpc-go's status and text, so that clients see what a Liftbridge server would answer.
+
+    grpclib has already read the message when the codec sees it; the limit bounds what a
+    handler decodes and holds, not the HTTP/2 buffering before it.
+    """
+
+    def __init__(self, recv_bytes_max: int = RECV_MESSAGE_BYTES_MAX) -> None:
+        self.recv_bytes_max = recv_bytes_max
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        if len(data) > self.recv_bytes_max:
+            raise GRPCError(
+                Status.RESOURCE_EXHAUSTED,
+                f"grpc: received message larger than max ({len(data)} vs. {self.recv_bytes_max})",
+            )
+        return super().decode(data, message_type)
 
 
 class Readiness:
@@ -62,7 +86,7 @@ class GrpcServer:
                 log.info("gRPC API stopped")
 
     async def _start(self) -> Server:
-        server = Server(self._services, codec=PassthroughCodec())
+        server = Server(self._services, codec=BoundedCodec())
         await server.start(self._host, self._port)
         sockets = server._server.sockets if server._server else []
         self.bound_port = sockets[0].getsockname()[1] if sockets else self._port

@@ -125,3 +125,21 @@ async def test_oversized_and_odd_requests(client: api.ApiStub) -> None:
         with pytest.raises(GRPCError) as err:
             await call
         assert err.value.status == Status.NOT_FOUND
+
+
+async def test_requests_over_the_grpc_receive_limit(client: api.ApiStub) -> None:
+    """WIRE-5: gRPC's 4 MiB receive limit, with grpc-go's status and text; the server goes on."""
+    name = unique()
+    await create(client, name)
+    big = b"x" * (5 * 1024 * 1024)
+    with pytest.raises(GRPCError) as err:
+        await publish(client, name, big)
+    assert err.value.status == Status.RESOURCE_EXHAUSTED
+    assert (err.value.message or "").startswith("grpc: received message larger than max (")
+    assert (err.value.message or "").endswith(" vs. 4194304)")
+    with pytest.raises(GRPCError) as err:
+        async with publish_async_stream(client) as st:
+            await st.send_message(api.PublishRequest(stream=name, value=big, correlation_id="c"))
+            await st.recv_message()
+    assert err.value.status == Status.RESOURCE_EXHAUSTED
+    assert (await publish(client, name, b"fine")).ack.offset == 0
