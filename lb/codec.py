@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from lb.protowire import DecodeError
+from lb.protowire import DecodeError, skip_field
 
 __all__ = [
     "AckEncoder",
@@ -193,37 +193,7 @@ def _int32(v: int) -> int:
     return v - (1 << 32) if v >= (1 << 31) else v
 
 
-def _skip(buf: bytes, pos: int, end: int, wire_type: int, field_number: int) -> int:
-    """Skip the value of an unknown field; return the position after it."""
-    if wire_type == 0:
-        _, pos = _varint(buf, pos)
-    elif wire_type == 2:
-        n, pos = _varint(buf, pos)
-        pos += n
-    elif wire_type == 1:
-        pos += 8
-    elif wire_type == 5:
-        pos += 4
-    elif wire_type == 3:
-        # A group: skip fields until the matching end-group tag.
-        while True:
-            if pos >= end:
-                raise DecodeError("unterminated group")
-            key, pos = _varint(buf, pos)
-            fn = key >> 3
-            wt = key & 7
-            if fn == 0 or fn > _FIELD_NUMBER_MAX:
-                raise DecodeError("bad field number in group")
-            if wt == 4:
-                if fn != field_number:
-                    raise DecodeError("mismatched end group")
-                break
-            pos = _skip(buf, pos, end, wt, fn)
-    else:
-        raise DecodeError(f"unexpected wire type {wire_type}")
-    if pos > end:
-        raise DecodeError("truncated field")
-    return pos
+_skip = skip_field  # unknown fields: one implementation, in lb.protowire
 
 
 def _decode_map_entry(buf: bytes, pos: int, end: int) -> tuple[str, bytes]:

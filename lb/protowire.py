@@ -79,8 +79,8 @@ def skip_field(
             key, pos = decode_varint(buf, pos)
             fn = key >> 3
             wt = key & 7
-            if fn == 0:
-                raise DecodeError("field number 0")
+            if fn == 0 or fn > _FIELD_NUMBER_MAX:
+                raise DecodeError("bad field number in group")
             if wt == _WIRE_EGROUP:
                 if fn != field_number:
                     raise DecodeError("mismatched end group")
@@ -95,6 +95,7 @@ def skip_field(
 
 _WIRE_SGROUP = 3
 _WIRE_EGROUP = 4
+_FIELD_NUMBER_MAX = (1 << 29) - 1
 
 
 def to_int64(value: int) -> int:
