@@ -407,6 +407,11 @@ def encode_body(
     return b"".join(parts)
 
 
+def value_field(value: bytes) -> bytes:
+    """Field 3 (value) of a ``Message``, as :func:`encode_body` writes it (empty: nothing)."""
+    return _len_field(_M_VALUE, value) if value else b""
+
+
 def strip_ack_fields(body: bytes) -> bytes:
     """The body without its trailing ack fields (10 ackInbox, 11 correlationId, 12 ackPolicy).
 

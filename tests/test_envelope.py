@@ -493,3 +493,29 @@ def test_body_is_byte_identical_to_storage_encoding(data: bytes, subject: str, r
         got.correlation_id,
         got.ack_policy,
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    messages=st.lists(
+        st.tuples(
+            st.binary(max_size=300).filter(lambda d: d[:4] != envelope.MAGIC),
+            st.sampled_from(["", "s", "orders.eu", "ü.x"]) | st.text(max_size=6),
+            st.sampled_from(["", "_INBOX.a"]) | st.text(max_size=6),
+        ),
+        max_size=20,
+    )
+)
+def test_raw_body_encoder_matches_the_general_path(messages: list[tuple[bytes, str, str]]) -> None:
+    """The writer's fast path for plain NATS data stores exactly what the general path does,
+    also across cache hits, misses and the bound."""
+    enc = envelope.RawBodyEncoder()
+    for data, subject, reply in messages * 2:
+        assert enc.body(data, subject, reply) == parse_published(data, subject, reply).encode_body()
+
+
+def test_raw_body_encoder_is_bounded() -> None:
+    enc = envelope.RawBodyEncoder()
+    for i in range(envelope.RAW_TAILS_MAX * 3):
+        assert enc.body(b"v", "s", f"r{i}") == parse_published(b"v", "s", f"r{i}").encode_body()
+        assert len(enc._tails) <= envelope.RAW_TAILS_MAX

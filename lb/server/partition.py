@@ -224,6 +224,7 @@ class PartitionRuntime:
         restart, e.g. after a resume), as opposed to a leadership left by a previous process."""
         self._ack_after_sync = self._options.fsync.kind == "batch"
         self._acks = AckEncoder(stream.name, stream.subject, _ACK_ENVELOPE_HEADER)
+        self._raw_bodies = envelope.RawBodyEncoder()
 
     # -- facts for the API (synchronous; callable from asyncio handlers) -------------------
 
@@ -473,7 +474,14 @@ class PartitionRuntime:
         acks: list[tuple[int, envelope.IngestMessage]] = []  # (index in bodies, message)
         nacks: list[tuple[envelope.IngestMessage, int]] = []
         next_offset = lg.next_offset
+        raw_body = self._raw_bodies.body
+        magic = envelope.MAGIC
+        occ = self._occ  # OCC rejects raw data too (expected offset 0, OCC-2): general path
         for data, subject, reply in batch:
+            if not occ and data[:4] != magic and len(data) <= size_max:
+                bodies.append(raw_body(data, subject, reply))  # plain NATS: no ack, no checks
+                next_offset += 1
+                continue
             m = parse(data, subject, reply)
             if len(data) > size_max:
                 nacks.append((m, AckError.TOO_LARGE))
