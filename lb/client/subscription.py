@@ -33,6 +33,7 @@ from lb.client.errors import (
     UnavailableError,
     error_from_exception,
 )
+from lb.client.rawstream import raw_receiver
 from lb.codec import MessageFields, decode_message_at
 
 OpenCall = Callable[[api.SubscribeRequest, int], Awaitable[Stream[Any, Any]]]
@@ -43,6 +44,10 @@ RESUMABLE = (UnavailableError, NotLeaderError, PartitionPausedError, NoMetadataL
 """Errors after which the subscription re-opens from the next offset. A paused partition is
 included because a leader handing over closes the log the same way; the resume budget bounds
 how long a really paused partition is retried."""
+
+
+async def _no_call() -> bytes | None:
+    raise AssertionError("no Subscribe call is open")
 
 
 class Subscription:
@@ -69,6 +74,7 @@ class Subscription:
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
         self._call: Stream[Any, Any] | None = None
+        self._recv: Callable[[], Awaitable[bytes | None]] = _no_call
         self._next_offset: int | None = None
         self._done = False
         self.resubscribes = 0
@@ -103,6 +109,7 @@ class Subscription:
         while True:
             try:
                 self._call = await self._open_call(self._current_request(), attempt)
+                self._recv = raw_receiver(self._call)
                 return
             except EndOfPartitionError:
                 self._done = True
@@ -133,7 +140,7 @@ class Subscription:
             call = self._call
             assert call is not None
             try:
-                raw = await call.recv_message()
+                raw = await self._recv()
                 if raw is not None:
                     fields = decode_message_at(raw, 0, len(raw))
                     self._next_offset = fields[0] + 1
