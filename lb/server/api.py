@@ -53,7 +53,7 @@ PUBLISH_ASYNC_DRAIN_S = 5.0
 PUBLISH_ASYNC_SEND_BATCH_MAX = 1024
 PUBLISH_ASYNC_OUTBOX_MAX = 20_000
 CREATE_WAIT_LEADERS_S = 5.0
-DEADLINE_MARGIN_S = 0.05
+DEADLINE_MARGIN_S = 0.25
 _NUID_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -116,9 +116,11 @@ async def recv_request(stream: Stream[Any, Any]) -> Any:
 def _remaining(stream: Stream[Any, Any]) -> float | None:
     """Seconds left before the call's deadline, less a margin, or None without a deadline.
 
-    The margin (10%, at most 50 ms) lets our own status (DeadlineExceeded, Internal "raft
-    operation timed out") reach the client before its deadline fires locally; otherwise the
-    client only sees its own timeout and never the reason.
+    The margin (10%, at most 250 ms) lets our own status (DeadlineExceeded, Internal "raft
+    operation timed out", "no known metadata leader") reach the client before its deadline
+    fires locally; otherwise the client only sees its own timeout and never the reason. 50 ms
+    was too little on a loaded 2-core machine: the request's arrival and the reply's delivery
+    both wait for busy event loops.
     """
     deadline = stream.deadline
     if deadline is None:
