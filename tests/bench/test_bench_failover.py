@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench_kit import processes_mentioning
+
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "tools" / "bench" / "bench.py"
 
@@ -44,20 +46,4 @@ def test_bench_p8_failover_lb_and_jetstream_lose_no_acked_message(tmp_path: Path
         assert case["missing_acked_after_kill"] == 0, system
         assert case["read_back"] >= case["acked"], system
     assert "P8" in report["rst_p8"]
-    assert _processes_mentioning(str(tmp_path)) == []
-
-
-def _processes_mentioning(text: str) -> list[str]:
-    """Command lines of live processes that mention ``text`` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if text in cmdline and state != "Z":
-            found.append(cmdline)
-    return found
+    assert processes_mentioning(str(tmp_path)) == []

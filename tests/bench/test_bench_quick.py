@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench_kit import processes_mentioning
+
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "tools" / "bench" / "bench.py"
 
@@ -47,20 +49,4 @@ def test_bench_quick_all_messages_acked_and_received(tmp_path: Path) -> None:
     assert {("publish-async", "lb"), ("publish-async", "js"), ("grpc-publish", "lb"),
             ("nats-envelope", "lb"), ("nats-raw", "lb")} <= seen
     # Every process the bench started is gone: no server or worker outlives it.
-    assert _processes_mentioning(str(tmp_path)) == []
-
-
-def _processes_mentioning(text: str) -> list[str]:
-    """Command lines of live processes that mention ``text`` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if text in cmdline and state != "Z":
-            found.append(cmdline)
-    return found
+    assert processes_mentioning(str(tmp_path)) == []

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -16,6 +17,7 @@ from grpclib.exceptions import GRPCError
 
 from lb import codec
 from lb._proto import proto as api
+from lb.testing.lb_process import LbProcess
 
 SERVER_ID = "dp1"
 _names = itertools.count()
@@ -236,3 +238,22 @@ async def fast_publish_async(
     finally:
         channel.close()
     return out
+
+
+async def with_client(port: int, fn: Callable[[api.ApiStub], Awaitable[Any]]) -> Any:
+    """Run ``fn`` with a client of the server on ``port`` (10 s default deadline)."""
+    channel = Channel("127.0.0.1", port)
+    try:
+        return await fn(api.ApiStub(channel, timeout=10))
+    finally:
+        channel.close()
+
+
+def restart(proc: LbProcess, sig: int = signal.SIGTERM) -> LbProcess:
+    """Stop ``proc`` with ``sig`` and start it again on the same data dir and port."""
+    proc.signal(sig)
+    proc.wait(timeout_s=10)
+    proc.stop()
+    again = LbProcess(proc.data_dir, proc.port, proc.args, proc.config, proc.log_path).start()
+    again.wait_serving()
+    return again

@@ -8,14 +8,12 @@ import asyncio
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
-from dataplane_kit import SERVER_ID, create, publish, read, unique
-from grpclib.client import Channel
+from dataplane_kit import SERVER_ID, create, publish, read, restart, unique, with_client
 
 from lb._proto import proto as api
 from lb.server.partitions import INCARNATION_FILE, TRASH_DIR
-from lb.testing.lb_process import LbProcess, new_lb_process
+from lb.testing.lb_process import new_lb_process
 from lb.testing.nats_server import NatsServer
 
 
@@ -25,23 +23,6 @@ def _config(nats_server: NatsServer) -> dict[str, object]:
         "clustering.raft.bootstrap.seed": True,
         "nats.servers": [nats_server.url],
     }
-
-
-async def _with_client(port: int, fn: Any) -> Any:
-    channel = Channel("127.0.0.1", port)
-    try:
-        return await fn(api.ApiStub(channel, timeout=10))
-    finally:
-        channel.close()
-
-
-def _restart(proc: LbProcess, sig: int) -> LbProcess:
-    proc.signal(sig)
-    proc.wait(timeout_s=10)
-    proc.stop()
-    again = LbProcess(proc.data_dir, proc.port, proc.args, proc.config, proc.log_path).start()
-    again.wait_serving()
-    return again
 
 
 def _wait_gone(path: Path, timeout_s: float = 10.0) -> None:
@@ -66,7 +47,7 @@ def test_deleted_and_stale_stream_data_is_removed_on_start(
                 await publish(c, keep, b"k%d" % i)
                 await publish(c, again, b"old%d" % i)
 
-        asyncio.run(_with_client(proc.port, before))
+        asyncio.run(with_client(proc.port, before))
         streams = Path(proc.data_dir) / "streams"
         marker = streams / again / "0" / INCARNATION_FILE
         assert marker.read_text().strip().isdigit()
@@ -79,7 +60,7 @@ def test_deleted_and_stale_stream_data_is_removed_on_start(
         (ghost / "00000000000000000000.log").write_bytes(b"x" * 100)
         (streams / TRASH_DIR / "ghost2.0.1").mkdir(parents=True)
         marker.write_text("12345\n")
-        proc = _restart(proc, signal.SIGTERM)
+        proc = restart(proc, signal.SIGTERM)
         _wait_gone(streams / "ghost")
         _wait_gone(streams / TRASH_DIR / "ghost2.0.1")
 
@@ -92,7 +73,7 @@ def test_deleted_and_stale_stream_data_is_removed_on_start(
             msgs, _ = await read(c, again)
             assert [m.value for m in msgs] == [b"new"]
 
-        asyncio.run(_with_client(proc.port, after))
+        asyncio.run(with_client(proc.port, after))
         assert marker.read_text().strip() != "12345"
         out = proc.output()
         assert "removing data of deleted streams: ghost" in out

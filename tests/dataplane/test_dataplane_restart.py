@@ -23,10 +23,11 @@ from dataplane_kit import (
     fast_read,
     publish,
     read,
+    restart,
     unique,
     wait_for,
+    with_client,
 )
-from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
@@ -55,25 +56,8 @@ def _config(nats_server: NatsServer, **extra: Any) -> dict[str, object]:
     }
 
 
-def _restart(proc: LbProcess, sig: int = signal.SIGTERM) -> LbProcess:
-    proc.signal(sig)
-    proc.wait(timeout_s=10)
-    proc.stop()
-    again = LbProcess(proc.data_dir, proc.port, proc.args, proc.config, proc.log_path).start()
-    again.wait_serving()
-    return again
-
-
-async def _with_client(port: int, fn: Any) -> Any:
-    channel = Channel("127.0.0.1", port)
-    try:
-        return await fn(api.ApiStub(channel, timeout=10))
-    finally:
-        channel.close()
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
-def test_state_survives_restart(server: LbProcess, sig: int) -> None:
+def test_state_survivesrestart(server: LbProcess, sig: int) -> None:
     plain, paused, ro, big = unique(), unique(), unique(), unique()
     n_big = 5000
 
@@ -92,8 +76,8 @@ def test_state_survives_restart(server: LbProcess, sig: int) -> None:
         await c.pause_stream(api.PauseStreamRequest(name=paused))
         await c.set_stream_readonly(api.SetStreamReadonlyRequest(name=ro, readonly=True))
 
-    asyncio.run(_with_client(server.port, before))
-    server = _restart(server, sig)
+    asyncio.run(with_client(server.port, before))
+    server = restart(server, sig)
 
     async def after(c: api.ApiStub) -> None:
         names = [plain, paused, ro, big]
@@ -121,7 +105,7 @@ def test_state_survives_restart(server: LbProcess, sig: int) -> None:
         assert (await publish(c, big, b"next")).ack.offset == n_big
 
     try:
-        asyncio.run(_with_client(server.port, after))
+        asyncio.run(with_client(server.port, after))
     finally:
         server.stop()
     assert "Traceback" not in server.output()
@@ -147,7 +131,7 @@ def test_server_wide_auto_pause(tmp_path: Path, nats_server: NatsServer) -> None
             await wait_for(lambda: paused(default), what="server-wide auto-pause")
             assert not await paused(off)
 
-        asyncio.run(_with_client(proc.port, check))
+        asyncio.run(with_client(proc.port, check))
     finally:
         proc.stop()
 
@@ -166,7 +150,7 @@ def test_shutdown_ends_subscriptions_with_unavailable(server: LbProcess) -> None
         err = await sub.ended()
         assert err is not None and err.status == Status.UNAVAILABLE, err
 
-    asyncio.run(_with_client(server.port, check))
+    asyncio.run(with_client(server.port, check))
     assert server.wait(timeout_s=10) == 0
 
 
@@ -195,7 +179,7 @@ def test_fsync_policies(tmp_path: Path, nats_server: NatsServer, policy: dict[st
             msgs, _ = await read(c, name, count=5)
             assert [m.value for m in msgs] == [b"%d" % i for i in range(5)]
 
-        asyncio.run(_with_client(proc.port, check))
+        asyncio.run(with_client(proc.port, check))
     finally:
         proc.stop()
     assert "Traceback" not in proc.output()
@@ -237,6 +221,6 @@ def test_writer_batches_by_count_and_time(tmp_path: Path, nats_server: NatsServe
             assert sum(counts) == 20 and max(counts) == 7, counts
             assert len(counts) <= 4, counts  # waiting fills batches: not one per message
 
-        asyncio.run(_with_client(proc.port, check))
+        asyncio.run(with_client(proc.port, check))
     finally:
         proc.stop()
