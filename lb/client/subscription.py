@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,7 +34,7 @@ from lb.client.errors import (
     UnavailableError,
     error_from_exception,
 )
-from lb.client.rawstream import raw_receiver
+from lb.client.rawstream import batch_receiver
 from lb.codec import MessageFields, decode_message_at
 
 OpenCall = Callable[[api.SubscribeRequest, int], Awaitable[Stream[Any, Any]]]
@@ -46,7 +47,7 @@ included because a leader handing over closes the log the same way; the resume b
 how long a really paused partition is retried."""
 
 
-async def _no_call() -> bytes | None:
+async def _no_call() -> list[bytes] | None:
     raise AssertionError("no Subscribe call is open")
 
 
@@ -74,7 +75,8 @@ class Subscription:
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
         self._call: Stream[Any, Any] | None = None
-        self._recv: Callable[[], Awaitable[bytes | None]] = _no_call
+        self._recv: Callable[[], Awaitable[list[bytes] | None]] = _no_call
+        self._received: deque[bytes] = deque()  # read from the call, not yet handed out
         self._next_offset: int | None = None
         self._done = False
         self.resubscribes = 0
@@ -109,7 +111,7 @@ class Subscription:
         while True:
             try:
                 self._call = await self._open_call(self._current_request(), attempt)
-                self._recv = raw_receiver(self._call)
+                self._recv = batch_receiver(self._call)
                 return
             except EndOfPartitionError:
                 self._done = True
@@ -125,10 +127,21 @@ class Subscription:
             delay = min(delay * 2, self._backoff_max_s)
             attempt += 1
 
+    def _hand_out(self, raw: bytes) -> MessageFields:
+        fields = decode_message_at(raw, 0, len(raw))
+        self._next_offset = fields[0] + 1
+        return MessageFields(*fields)
+
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> MessageFields:
+        if self._received and not self._done:  # read with the last batch, not handed out yet
+            try:
+                return self._hand_out(self._received.popleft())
+            except BaseException:
+                await self.aclose()
+                raise
         while True:
             if self._done:
                 raise StopAsyncIteration
@@ -140,11 +153,10 @@ class Subscription:
             call = self._call
             assert call is not None
             try:
-                raw = await self._recv()
-                if raw is not None:
-                    fields = decode_message_at(raw, 0, len(raw))
-                    self._next_offset = fields[0] + 1
-                    return MessageFields(*fields)
+                batch = await self._recv()
+                if batch is not None:
+                    self._received.extend(batch)
+                    return self._hand_out(self._received.popleft())
                 await call.recv_trailing_metadata()  # raises on a non-OK status
                 err: LbError = UnavailableError(Status.UNAVAILABLE, "the server ended the stream")
             except asyncio.CancelledError:
@@ -172,6 +184,7 @@ class Subscription:
     async def aclose(self) -> None:
         """Cancel the stream (the server stops sending); iteration then ends."""
         self._done = True
+        self._received.clear()
         call, self._call = self._call, None
         if call is not None:
             await abandon(call)

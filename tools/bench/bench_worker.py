@@ -359,7 +359,7 @@ async def lb_consume(spec: Spec, rec: Recorder) -> None:
     from grpclib.exceptions import GRPCError
 
     from lb._proto import proto as api
-    from lb.client.rawstream import raw_receiver
+    from lb.client.rawstream import batch_receiver
     from lb.codec import RawBytes
     from lb.protowire import decode_varint
 
@@ -384,17 +384,18 @@ async def lb_consume(spec: Spec, rec: Recorder) -> None:
                 await call.send_message(req, end=True)
                 _skip_handshake(await call.recv_message())
                 nxt = 0
-                recv = raw_receiver(call)  # grpclib's per-message work skipped
+                recv = batch_receiver(call)  # grpclib's per-message work skipped
                 while True:  # STOP_LATEST: the server ends the stream after the last one
-                    raw = await recv()
-                    if raw is None:
+                    batch = await recv()
+                    if batch is None:
                         break
-                    off = decode_varint(raw, 1)[0] if raw[:1] == b"\x08" else 0
-                    if off != nxt:
-                        rec.error(f"partition {k}: offset {off}, expected {nxt}")
-                    nxt = off + 1
-                    got += 1
-                    rec.done += 1
+                    for raw in batch:
+                        off = decode_varint(raw, 1)[0] if raw[:1] == b"\x08" else 0
+                        if off != nxt:
+                            rec.error(f"partition {k}: offset {off}, expected {nxt}")
+                        nxt = off + 1
+                    got += len(batch)
+                    rec.done += len(batch)
         except GRPCError as exc:
             if exc.status is not Status.RESOURCE_EXHAUSTED:  # the STOP_LATEST end
                 rec.error(f"Subscribe failed: {exc!r}")
