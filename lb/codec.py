@@ -1113,6 +1113,11 @@ class RawBytes(bytes):
     __slots__ = ()
 
 
+GRPC_MESSAGE_BYTES_MAX = 4 * 1024 * 1024
+"""gRPC's default receive limit (4 MiB), which Liftbridge keeps (WIRE-5); lb applies it on both
+sides, since grpclib has none."""
+
+
 class PassthroughCodec:
     """A grpclib codec (``grpclib.encoding.base.CodecBase`` interface, duck-typed) that lets
     hot handlers bypass betterproto.

@@ -25,12 +25,21 @@ try:  # the pinned grpclib's receive-buffer entry; absent elsewhere -> no batchi
 except ImportError:  # pragma: no cover - another grpclib
     AckedData = None
 
-RECV_MESSAGE_BYTES_MAX = 4 * 1024 * 1024
-"""gRPC's default receive limit; a larger message is a protocol error, not a message."""
+from lb.codec import GRPC_MESSAGE_BYTES_MAX
 
 
 class RawStreamError(Exception):
     """The response stream carried something this reader does not accept."""
+
+
+def _message_size(prefix: bytes, pos: int) -> int:
+    """The length in the 5-byte gRPC message prefix at ``pos``, checked."""
+    if prefix[pos]:
+        raise RawStreamError("compressed gRPC message (lb servers do not compress)")
+    size = int.from_bytes(prefix[pos + 1 : pos + 5], "big")
+    if size > GRPC_MESSAGE_BYTES_MAX:
+        raise RawStreamError(f"gRPC message of {size} bytes over the 4 MiB limit")
+    return size
 
 
 def raw_receiver(call: Any) -> Callable[[], Awaitable[bytes | None]]:
@@ -50,11 +59,7 @@ def raw_receiver(call: Any) -> Callable[[], Awaitable[bytes | None]]:
             return None
         if len(meta) != 5:
             raise RawStreamError("truncated gRPC message prefix")
-        if meta[0]:
-            raise RawStreamError("compressed gRPC message (lb servers do not compress)")
-        size = int.from_bytes(meta[1:5], "big")
-        if size > RECV_MESSAGE_BYTES_MAX:
-            raise RawStreamError(f"gRPC message of {size} bytes over the 4 MiB limit")
+        size = _message_size(meta, 0)
         data = await recv_data(size)
         if len(data) != size:
             raise RawStreamError("truncated gRPC message")
@@ -107,11 +112,7 @@ def batch_receiver(call: Any) -> Callable[[], Awaitable[list[bytes] | None]]:
         pos = 0
         end = len(data)
         while end - pos >= 5:
-            if data[pos]:
-                raise RawStreamError("compressed gRPC message (lb servers do not compress)")
-            size = int.from_bytes(data[pos + 1 : pos + 5], "big")
-            if size > RECV_MESSAGE_BYTES_MAX:
-                raise RawStreamError(f"gRPC message of {size} bytes over the 4 MiB limit")
+            size = _message_size(data, pos)
             if end - pos - 5 < size:
                 break
             out.append(data[pos + 5 : pos + 5 + size])

@@ -19,13 +19,11 @@ from grpclib.health.check import ServiceStatus
 from grpclib.health.service import OVERALL, Health
 from grpclib.server import Server
 
-from lb.codec import PassthroughCodec
+from lb.codec import GRPC_MESSAGE_BYTES_MAX, PassthroughCodec
 
 log = logging.getLogger("lb.grpc")
 
 CLOSE_TIMEOUT_S = 2.0
-RECV_MESSAGE_BYTES_MAX = 4 * 1024 * 1024
-"""gRPC's default receive limit, which Liftbridge keeps (WIRE-5). grpclib has none."""
 
 
 class BoundedCodec(PassthroughCodec):
@@ -36,7 +34,7 @@ class BoundedCodec(PassthroughCodec):
     handler decodes and holds, not the HTTP/2 buffering before it.
     """
 
-    def __init__(self, recv_bytes_max: int = RECV_MESSAGE_BYTES_MAX) -> None:
+    def __init__(self, recv_bytes_max: int = GRPC_MESSAGE_BYTES_MAX) -> None:
         self.recv_bytes_max = recv_bytes_max
 
     def decode(self, data: bytes, message_type: Any) -> Any:
