@@ -277,6 +277,12 @@ def _change_leader(state: MetadataState, op: pb.ChangeLeaderOp, index: int) -> _
     return _Outcome({op.stream: stream}, {}, (effect,))
 
 
+def _confirm_leader(state: MetadataState, op: pb.ConfirmLeaderOp, index: int) -> _Outcome:
+    """Changes nothing; fails unless ``op.leader`` still leads in ``op.leader_epoch``."""
+    check_leader_generation(state, op.stream, op.partition, op.leader, op.leader_epoch)
+    return _Outcome({}, {}, ())
+
+
 PORT_MAX = 65_535
 
 
@@ -303,4 +309,5 @@ _HANDLERS: dict[str, _Handler] = {
     "expand_isr": _expand_isr,  # type: ignore[dict-item]
     "change_leader": _change_leader,  # type: ignore[dict-item]
     "register_server": _register_server,  # type: ignore[dict-item]
+    "confirm_leader": _confirm_leader,  # type: ignore[dict-item]
 }

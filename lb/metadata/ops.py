@@ -30,6 +30,7 @@ OP_KINDS: tuple[str, ...] = (
     "expand_isr",
     "change_leader",
     "register_server",
+    "confirm_leader",
 )
 
 
@@ -206,10 +207,20 @@ def register_server_op(server_id: str, host: str, port: int) -> pb.MetadataOp:
     return pb.MetadataOp(register_server=pb.RegisterServerOp(id=server_id, host=host, port=port))
 
 
+def confirm_leader_op(stream: str, partition: int, leader: str, leader_epoch: int) -> pb.MetadataOp:
+    """A read through the Raft log: applies only if ``leader`` still leads in ``leader_epoch``."""
+    return pb.MetadataOp(
+        confirm_leader=pb.ConfirmLeaderOp(
+            stream=stream, partition=partition, leader=leader, leader_epoch=leader_epoch
+        )
+    )
+
+
 __all__ = [
     "OP_KINDS",
     "MetadataOp",
     "change_leader_op",
+    "confirm_leader_op",
     "create_stream_op",
     "decode_op",
     "delete_stream_op",

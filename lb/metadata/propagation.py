@@ -30,6 +30,7 @@ REQUEST_KINDS: tuple[str, ...] = (
     "report_leader",
     "register_server",
     "leader_restarted",
+    "confirm_leader",
 )
 
 
@@ -123,6 +124,14 @@ def leader_restarted_request(
             stream=stream, partition=partition, leader=leader, leader_epoch=leader_epoch
         )
     )
+
+
+def confirm_leader_request(
+    stream: str, partition: int, leader: str, leader_epoch: int
+) -> pb.PropagatedRequest:
+    """Ask whether ``leader`` still leads ``stream``/``partition`` in ``leader_epoch``: the
+    controller answers after a round through the Raft log, so the answer is current."""
+    return _request(ops.confirm_leader_op(stream, partition, leader, leader_epoch))
 
 
 def encode_request(request: pb.PropagatedRequest) -> bytes:

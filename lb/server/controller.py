@@ -327,6 +327,7 @@ class MetadataController:
             "shrink_isr": "shrink_isr",
             "expand_isr": "expand_isr",
             "register_server": "register_server",
+            "confirm_leader": "confirm_leader",
         }[kind]
         op = pb.MetadataOp(**{field: body})
         error = self.fsm.check(op)

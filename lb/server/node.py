@@ -5,6 +5,7 @@ node (trio-asyncio loop)
 └── infra          the embedded nats-server child, when no NATS servers are configured
     └── services   (one cancel scope: shutdown() cancels it)
         ├── signals    SIGINT/SIGTERM -> shutdown()
+        ├── stall watch notices this process stalled (leaders confirm before acking again)
         ├── controller the metadata Raft driver + state machine + propagation
         └── grpc       grpclib server (API + grpc.health.v1)
 ```
@@ -39,6 +40,7 @@ from lb.server.grpc_server import GrpcServer, Readiness
 from lb.server.identity import load_or_create_server_id
 from lb.server.partition import Settings
 from lb.server.partitions import PartitionManager
+from lb.server.stall import StallWatch, stall_threshold_s
 
 log = logging.getLogger("lb.server")
 
@@ -154,6 +156,9 @@ class Node:
             stream_defaults=dataclasses.asdict(self.config.streams),
         )
         self.partitions = PartitionManager(settings, self._nats, self._metadata_state)
+        stall_watch = StallWatch(stall_threshold_s(settings.replica_leader_timeout_ns))
+        services.start_soon(stall_watch.run)
+        self.partitions.stall_watch = stall_watch
         await services.start(self.partitions.run)
 
         api = ApiService(self)

@@ -45,6 +45,7 @@ from lb.server.replication import (
     encode_notify,
     notify_subject,
 )
+from lb.server.stall import CONFIRM_TIMEOUT_S, AckGate, StallWatch
 from lb.storage import CleanReport, CommitLog, FsyncPolicy, LogOptions, Record
 
 log = logging.getLogger("lb.partition")
@@ -184,6 +185,7 @@ class PartitionRuntime:
         events: PartitionEvents | None = None,
         metadata_request: MetadataRequest | None = None,
         local_acks: LocalAcks | None = None,
+        stall_watch: StallWatch | None = None,
     ) -> None:
         self.settings = settings
         self.stream = stream
@@ -191,6 +193,9 @@ class PartitionRuntime:
         self.nats = nats
         self.metadata_request = metadata_request
         self.local_acks = local_acks
+        self.stall_watch = stall_watch
+        self.ack_gate: AckGate[AckOut] | None = None
+        """Holds acks after this server stalled, until the controller confirms we still lead."""
         self.path = settings.data_dir / "streams" / stream.name / str(meta.id)
         self.log: CommitLog | None = None
         self.notifier = AioNotifier()
@@ -212,9 +217,9 @@ class PartitionRuntime:
         self._last_received = time.monotonic()  # auto-pause idleness (PAUSE-9)
         self._pending_all: deque[_PendingAck] = deque()
         # ALL acks released by commit_to (the HW moved outside the writer): sent by a task.
-        self._released_send, self._released_recv = trio.open_memory_channel[
-            list[AckOut]
-        ](RELEASED_ACK_BATCHES_MAX)
+        self._released_send, self._released_recv = trio.open_memory_channel[list[AckOut]](
+            RELEASED_ACK_BATCHES_MAX
+        )
         self._options = log_options(stream, settings)
         self._occ = bool(stream.config.optimistic_concurrency_control)
         self.leader_repl: LeaderReplication | None = None
@@ -278,6 +283,8 @@ class PartitionRuntime:
                     self._become_leader()
                     if self.leader_repl is not None:
                         nursery.start_soon(self.leader_repl.run)
+                    if self.ack_gate is not None:
+                        nursery.start_soon(self.ack_gate.run)
                     nursery.start_soon(self._writer)
                     nursery.start_soon(self._ack_sender)
                     if self.auto_pause_ns > 0:
@@ -293,6 +300,13 @@ class PartitionRuntime:
                     )
                     await self.follower_repl.run()
         finally:
+            gate = self.ack_gate
+            if gate is not None and gate.held:
+                log.info(
+                    "%s: dropping %d acks held for a leadership check: no longer leading",
+                    self.name,
+                    gate.held,
+                )
             with trio.CancelScope(shield=True):
                 # Readers see no log from here on; the close (an fsync) runs off the loop.
                 lg, self.log = self.log, None
@@ -315,6 +329,15 @@ class PartitionRuntime:
                 self.settings.replica_lag_ns_max,
                 self._min_isr(),
             )
+            if self.stall_watch is not None:
+                # Only a replicated partition can be failed over while this server stalls.
+                self.ack_gate = AckGate(
+                    self.name,
+                    self.stall_watch,
+                    self._confirm_leadership,
+                    self._deliver_acks,
+                    PENDING_ACKS_MAX,
+                )
         # A one-replica ISR commits what the leader has; with followers the HW moves only as
         # they fetch (partition replication).
         self._advance_hw()
@@ -358,6 +381,13 @@ class PartitionRuntime:
                 log.info("%s: leader hand-over: %s", self.name, err)
             # The new leader epoch restarts this runtime; until then, retry slowly.
             await trio.sleep(1.0)
+
+    async def _confirm_leadership(self) -> None:
+        """Raises MetadataError FAILED_PRECONDITION if another replica leads now."""
+        req = prop.confirm_leader_request(
+            self.stream.name, self.meta.id, self.settings.server_id, self.meta.leader_epoch
+        )
+        await trio_asyncio.aio_as_trio(self._require_metadata_request())(req, CONFIRM_TIMEOUT_S)
 
     def on_meta_changed(self) -> None:
         """The manager updated ``meta`` in place (same leader epoch): e.g. a new ISR."""
@@ -536,6 +566,13 @@ class PartitionRuntime:
             await self.nats.publish(subject, data)
 
     async def _send_acks(self, out: list[AckOut]) -> None:
+        gate = self.ack_gate
+        if gate is not None:
+            out = gate.admit(out)
+        if out:
+            await self._deliver_acks(out)
+
+    async def _deliver_acks(self, out: list[AckOut]) -> None:
         """Acks to this server's own inboxes go straight to their waiters; the rest go out on
         NATS with one asyncio hop for the whole batch."""
         local = self.local_acks

@@ -40,6 +40,7 @@ from lb.server.partition import (
     Settings,
 )
 from lb.server.replication import decode_notify, notify_subject
+from lb.server.stall import StallWatch
 
 log = logging.getLogger("lb.partition")
 
@@ -77,6 +78,8 @@ class PartitionManager:
         """How partitions propose metadata changes (auto-pause); set by the node's wiring."""
         self.local_acks: LocalAcks | None = None
         """Delivers acks to this server's own inboxes without NATS (set by the API)."""
+        self.stall_watch: StallWatch | None = None
+        """Notices when this process stalled; leaders then confirm before acking (the node)."""
 
     def get(self, stream: str, partition: int) -> PartitionRuntime | None:
         slot = self._slots.get((stream, partition))
@@ -215,6 +218,7 @@ class PartitionManager:
             events=self._events_for(key, stream),
             metadata_request=self.metadata_request,
             local_acks=self.local_acks,
+            stall_watch=self.stall_watch,
         )
         if meta.leader == self.settings.server_id:
             # Leading the same epoch again in this process (e.g. after a resume) is safe; a

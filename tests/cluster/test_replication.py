@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from grpclib.const import Cardinality, Status
@@ -346,3 +347,93 @@ def test_subscriber_on_a_deposed_leader_gets_a_clear_error(tmp_path: Path) -> No
         assert result, "the subscription on the deposed leader did not end"
         assert result[0].status is Status.FAILED_PRECONDITION
         assert "leader" in (result[0].message or "")
+
+
+async def _publish_during_and_collect(
+    nats_url: str, subject: str, count: int, resumed: Any
+) -> tuple[dict[str, list[int]], list[str]]:
+    """Publish ``count`` LEADER-ack envelopes on NATS, wait for one ack each, then call
+    ``resumed()`` (which wakes the stalled leader and waits until it follows) while still
+    collecting acks: every ack any server sent, by correlation id."""
+    import nats
+
+    from lb.envelope import decode_ack, encode_publish
+
+    nc = await nats.connect(servers=[nats_url])
+    acks: dict[str, list[int]] = {}
+    got_all = asyncio.Event()
+
+    async def on_ack(msg: Any) -> None:
+        ack = decode_ack(msg.data)
+        assert ack is not None and not ack.ack_error, ack
+        acks.setdefault(ack.correlation_id, []).append(ack.offset)
+        if len(acks) == count:
+            got_all.set()
+
+    try:
+        await nc.subscribe("stall.acks", cb=on_ack)
+        await nc.flush()
+        ids = [f"m{i}" for i in range(count)]
+        for cid in ids:
+            data = encode_publish(
+                value=cid.encode(), ack_inbox="stall.acks", correlation_id=cid, ack_policy=0
+            )
+            await nc.publish(subject, data)
+        await asyncio.wait_for(got_all.wait(), 20)  # the new leader acked each one
+        await asyncio.to_thread(resumed)
+        await nc.flush()
+        return acks, ids
+    finally:
+        await nc.close()
+
+
+def test_a_leader_deposed_while_stalled_does_not_ack_what_it_will_lose(tmp_path: Path) -> None:
+    """A frozen leader is replaced; NATS queues the publishes meanwhile for it as for the new
+    leader. On waking it must not ack them (they sit at offsets the new leader's log fills
+    with other data): it holds the acks until the controller confirms its leadership, learns
+    it was deposed, and drops them. Before lb.server.stall it acked all of them at once: LEADER
+    acks that the old leader's truncation then lost."""
+    with nats_cluster(tmp_path) as cluster:
+        _cluster3(cluster)
+        cluster.call(
+            "a", "create_stream", CreateStreamRequest(subject="st", name="st", replication_factor=3)
+        )
+        old = _partition(cluster, "a", "st").leader
+        others = [n for n in "abc" if n != old]
+        publish(cluster, old, "st", [b"first"])
+        cluster.servers[old].signal(signal.SIGSTOP)
+        try:
+            new = wait_until(
+                lambda: (lambda q: q.leader if q.leader not in ("", old) else "")(
+                    _partition(cluster, others[0], "st")
+                ),
+                timeout_s=30,
+                what="a new leader while the old one is frozen",
+            )
+        finally:
+            cluster.servers[old].signal(signal.SIGCONT)
+            cluster.servers[old].signal(signal.SIGSTOP)  # still frozen: SIGCONT only on error
+        count = 20
+
+        def resume_and_wait_following() -> None:
+            cluster.servers[old].signal(signal.SIGCONT)
+            wait_until(
+                lambda: _partition(cluster, old, "st").leader == new,
+                timeout_s=30,
+                what="the old leader learns the new one",
+            )
+            wait_until(
+                lambda: len(read_all(cluster, old, "st")) == count + 1,
+                timeout_s=30,
+                what="the old leader follows the new one",
+            )
+
+        acks, ids = asyncio.run(
+            _publish_during_and_collect(cluster.nats.url, "st", count, resume_and_wait_following)
+        )
+        committed = dict(read_all(cluster, new, "st"))
+        for cid in ids:
+            assert len(acks[cid]) == 1, (cid, acks[cid])  # only the new leader acked
+            assert committed[acks[cid][0]] == cid.encode()
+        # It did stall (and may learn of its successor before or after asking the controller).
+        assert "did not run for" in cluster.servers[old].output()

@@ -440,6 +440,32 @@ def test_change_leader_errors() -> None:
     )
 
 
+def test_confirm_leader_changes_nothing_and_fails_once_leadership_moved() -> None:
+    d = Driver()
+    d.create("foo", rf=3)
+    p = d.fsm.state.partition("foo", 0)
+    assert p is not None
+    streams, servers = dict(d.fsm.state.streams), dict(d.fsm.state.servers)
+    assert d.ok(ops.confirm_leader_op("foo", 0, p.leader, p.leader_epoch)) == ()
+    # Only the applied index moved: no partition epoch, no leader epoch.
+    assert (d.fsm.state.streams, d.fsm.state.servers) == (streams, servers)
+    new = p.replicas[1]
+    d.ok(ops.change_leader_op("foo", 0, new, p.leader, p.leader_epoch))
+    p2 = d.fsm.state.partition("foo", 0)
+    assert p2 is not None
+    _expect(
+        d.err(ops.confirm_leader_op("foo", 0, p.leader, p.leader_epoch)),
+        ErrorCode.FAILED_PRECONDITION,
+        f"Leader generation mismatch, current leader: {new} epoch: {p2.leader_epoch}, "
+        f"got leader: {p.leader} epoch: {p.leader_epoch}",
+    )
+    _expect(
+        d.err(ops.confirm_leader_op("bar", 0, p.leader, p.leader_epoch)),
+        ErrorCode.FAILED_PRECONDITION,
+        "No such partition [stream=bar, partition=0]",
+    )
+
+
 def test_leader_change_on_paused_partition_and_loads() -> None:
     d = Driver()
     d.create("foo", rf=2)

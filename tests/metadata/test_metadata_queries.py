@@ -141,6 +141,7 @@ def test_request_round_trips() -> None:
         ),
         (propagation.register_server_request("a", "localhost", 9292), "register_server"),
         (propagation.leader_restarted_request("foo", 0, "a", 7), "leader_restarted"),
+        (propagation.confirm_leader_request("foo", 0, "a", 7), "confirm_leader"),
     ]
     assert {k for _, k in cases} == set(propagation.REQUEST_KINDS)
     for request, kind in cases:

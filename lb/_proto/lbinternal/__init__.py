@@ -140,6 +140,13 @@ class MetadataOp(betterproto.Message):
      it asks the controller to move leadership (to another ISR member when there is one).
     """
 
+    confirm_leader: "ConfirmLeaderOp" = betterproto.message_field(11, group="op")
+    """
+    A partition leader that stopped running for a while (SIGSTOP, a VM pause, a long
+     stall) asks whether it still leads before it acks again. Changes nothing: applying
+     it through the log makes the answer current (a read through Raft).
+    """
+
 
 @dataclass(eq=False, repr=False)
 class PartitionPlacement(betterproto.Message):
@@ -322,6 +329,19 @@ class LeaderRestartedRequest(betterproto.Message):
 
 
 @dataclass(eq=False, repr=False)
+class ConfirmLeaderOp(betterproto.Message):
+    """
+    "Is `leader` still the leader of this partition in `leader_epoch`?" FailedPrecondition
+     (leader generation mismatch) if not; OK otherwise.
+    """
+
+    stream: str = betterproto.string_field(1)
+    partition: int = betterproto.int32_field(2)
+    leader: str = betterproto.string_field(3)
+    leader_epoch: int = betterproto.uint64_field(4)
+
+
+@dataclass(eq=False, repr=False)
 class PropagatedRequest(betterproto.Message):
     """
     A metadata request forwarded by a follower to the Raft leader over NATS. Requests that map
@@ -347,6 +367,8 @@ class PropagatedRequest(betterproto.Message):
      that leader epoch again (it may have lost an unsynced tail that followers hold), so
      it asks the controller to move leadership (to another ISR member when there is one).
     """
+
+    confirm_leader: "ConfirmLeaderOp" = betterproto.message_field(11, group="request")
 
 
 @dataclass(eq=False, repr=False)
