@@ -35,6 +35,7 @@ THRESHOLD_S_MAX = 1.0
 THRESHOLD_S_MIN = 0.1
 CONFIRM_TIMEOUT_S = 5.0
 CONFIRM_RETRY_S = 0.2
+RECENT_STALL_THRESHOLDS = 10
 
 
 def stall_threshold_s(leader_timeout_ns: int) -> float:
@@ -58,6 +59,7 @@ class StallWatch:
         """Bumped once per stall noticed."""
         self.longest_s = 0.0
         self._last = clock()
+        self._last_stall_end: float | None = None
 
     def check(self) -> int:
         """The stall generation now (bumped first if the process has just woken up)."""
@@ -66,6 +68,7 @@ class StallWatch:
         self._last = now
         if gap >= self.threshold_s:
             self.generation += 1
+            self._last_stall_end = now
             self.longest_s = max(self.longest_s, gap)
             log.warning(
                 "this server did not run for %.2fs; its partition leaders confirm that they "
@@ -73,6 +76,13 @@ class StallWatch:
                 gap,
             )
         return self.generation
+
+    def stalled_recently(self) -> bool:
+        """A stall ended less than ``RECENT_STALL_THRESHOLDS`` thresholds ago: metadata that
+        made this server a leader just now may be what it applied while catching up."""
+        self.check()
+        end = self._last_stall_end
+        return end is not None and self._clock() - end < RECENT_STALL_THRESHOLDS * self.threshold_s
 
     async def run(self) -> None:
         """Tick often enough that a running process never looks stalled."""
@@ -106,7 +116,8 @@ class AckGate(Generic[T]):
         self._confirm = confirm
         self._send = send
         self._held: deque[T] = deque(maxlen=held_max)
-        self._confirmed = watch.generation
+        # A leadership taken up right after a stall is confirmed before its first ack too.
+        self._confirmed = -1 if watch.stalled_recently() else watch.generation
         self._wanted = trio.Event()
         self.deposed = False
         """Set once the controller said another replica leads now: nothing is acked again."""

@@ -128,3 +128,25 @@ async def test_a_stall_during_the_release_asks_again() -> None:
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
     assert sent == [[1], [2]] and asked == [1, 2]
+
+
+@pytest.mark.trio
+async def test_a_leadership_taken_up_just_after_a_stall_is_confirmed_first() -> None:
+    clock = FakeClock()
+    watch = StallWatch(1.0, clock)
+    clock.now += 5.0
+    watch.check()  # the stall is noticed (e.g. by the ticker) before the runtime starts
+    gate, sent, asked = _gate(watch, [])
+    assert gate.admit([1]) == []
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(gate.run)
+            while not sent:
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    assert sent == [[1]] and asked == [1]
+    for _ in range(12):  # ten thresholds later (running all along) no check is needed
+        clock.now += 0.9
+        watch.check()
+    later, _, _ = _gate(watch, [])
+    assert later.admit([2]) == [2]
