@@ -220,6 +220,8 @@ def _decode_map_entry(buf: bytes, pos: int, end: int) -> tuple[str, bytes]:
             if stop > end:
                 raise DecodeError("truncated map entry")
             if fn == 1:
+                if key:
+                    key.decode()  # Go checks every occurrence, not just the one that stays
                 key = buf[pos:stop]
             else:
                 value = buf[pos:stop]
@@ -282,15 +284,27 @@ def decode_message_at(buf: bytes, pos: int, end: int) -> tuple[Any, ...]:
                 elif fn == 9:
                     k, v = _decode_map_entry(buf, pos, stop)
                     headers[k] = v
+                # A repeated string field: Go's protobuf rejects invalid UTF-8 in every
+                # occurrence, not only in the one that stays, so the earlier one is checked.
                 elif fn == 7:
+                    if subject:
+                        subject.decode()
                     subject = buf[pos:stop]
                 elif fn == 8:
+                    if reply:
+                        reply.decode()
                     reply = buf[pos:stop]
                 elif fn == 5:
+                    if stream:
+                        stream.decode()
                     stream = buf[pos:stop]
                 elif fn == 10:
+                    if ack_inbox:
+                        ack_inbox.decode()
                     ack_inbox = buf[pos:stop]
                 else:  # 11
+                    if correlation_id:
+                        correlation_id.decode()
                     correlation_id = buf[pos:stop]
                 pos = stop
             elif wt == 0 and fn in _MESSAGE_VARINT_FIELDS:
@@ -687,13 +701,19 @@ def decode_publish_request(data: bytes) -> PublishRequestFields:
                 elif fn == 1:
                     key = buf[pos:stop]
                 elif fn == 3:
+                    if stream:  # every occurrence must be UTF-8 (see decode_message_at)
+                        stream.decode()
                     stream = buf[pos:stop]
                 elif fn == 5:
                     k, v = _decode_map_entry(buf, pos, stop)
                     headers[k] = v
                 elif fn == 6:
+                    if ack_inbox:
+                        ack_inbox.decode()
                     ack_inbox = buf[pos:stop]
                 else:  # 7
+                    if correlation_id:
+                        correlation_id.decode()
                     correlation_id = buf[pos:stop]
                 pos = stop
             elif wt == 0 and (fn == 4 or fn == 8 or fn == 9):

@@ -381,6 +381,10 @@ def test_message_decode_fuzz_agrees_with_upb(pb2: ModuleType, data: bytes) -> No
         b"\x0f",  # wire type 7
         b"\x2a\x02\xc3\x28",  # stream with invalid UTF-8
         b"\x4a\x03\x0a\x01\xff",  # header key with invalid UTF-8
+        # A string field repeated: an invalid earlier occurrence is an error, as in Go.
+        b"\x5a\x01\x80\x5a\x00",  # correlationId
+        b"\x2a\x01\x80\x2a\x01a",  # stream
+        b"\x4a\x06\x0a\x01\xff\x0a\x01a",  # a header entry's key
         b"\xab\x06\x08\x01",  # unterminated group
         b"\x0c",  # stray end-group
     ],
@@ -453,6 +457,8 @@ def test_unknown_enum_values_survive(pb2: ModuleType) -> None:
 
 @SETTINGS
 @given(data=st.binary(max_size=60))
+@example(data=b"\x1a\x01\x80\x1a\x00")  # stream twice, the first not UTF-8
+@example(data=b"\x3a\x01\x80\x3a\x01c")  # correlationId twice
 def test_publish_request_decode_fuzz_agrees_with_upb(pb2: ModuleType, data: bytes) -> None:
     try:
         ref = from_upb_request(pb2.PublishRequest.FromString(data))
