@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from hypothesis import settings
+
+# CI gates every landing, so its property tests draw the same examples on every run: a
+# failure then means the change broke something, not that a new random draw found an old
+# bug. ``LB_HYPOTHESIS=explore`` draws fresh examples on each run, to go looking for one.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("LB_HYPOTHESIS", "ci"))
 
 ROOT = Path(__file__).resolve().parent.parent
 
