@@ -594,9 +594,12 @@ class CommitLog:
         parse = fmt.parse_header
         crc_ok = fmt.crc_ok
         decode = fmt.decode_into
-        while i < len(segs) and budget > 0:
+        # The byte budget may be spent on a batch whose records all lie below ``offset`` (key
+        # compaction removed the batch's records at and after it): keep going until a record
+        # comes out, so a reader never mistakes a compacted gap for the end of the log.
+        while i < len(segs) and (budget > 0 or not out):
             seg = segs[i]
-            buf, p, e, b0 = seg.read_chunk(offset, budget)
+            buf, p, e, b0 = seg.read_chunk(offset, max(1, budget))
             if p == e:
                 i += 1
                 continue

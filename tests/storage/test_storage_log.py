@@ -344,6 +344,24 @@ def test_compaction(tmp_path):
     log.close()
 
 
+def test_a_small_read_past_a_compacted_tail_of_a_batch_still_returns_records(tmp_path):
+    # Found by the stateful test: offsets 0-3 in one batch, key "a" at 3 and again at 4;
+    # compaction removes 3, so the batch holding "offset 3" now ends at 2. A one-byte read
+    # from 3 used to spend its budget on that batch and return nothing: a subscriber at 3
+    # would have waited forever in front of offset 4.
+    # One batch a segment: the active segment is never compacted.
+    log = CommitLog.open(tmp_path, small_options(compact_enabled=True, segment_bytes_max=60))
+    log.append([MessageIn(b"x"), MessageIn(b"y"), MessageIn(b"z"), MessageIn(b"a1", key=b"a")], 0)
+    log.append([MessageIn(b"a2", key=b"a")], 1)
+    log.append([MessageIn(b"w")], 2)
+    log.set_hw(5)
+    assert log.clean(now_ns=0).removed_records == 1
+    got = log.read_records(3, 1)
+    assert [r.offset for r in got] == [4]
+    assert [r.offset for r in log.read_records(3, 1 << 20)] == [4, 5]
+    log.close()
+
+
 def test_clean_steps_yield_between_segments(tmp_path):
     log = CommitLog.open(tmp_path, small_options(retention_messages_max=10))
     fill(log, 30, 5)
