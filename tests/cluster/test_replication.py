@@ -401,6 +401,7 @@ def test_a_leader_deposed_while_stalled_does_not_ack_what_it_will_lose(tmp_path:
         old = _partition(cluster, "a", "st").leader
         others = [n for n in "abc" if n != old]
         publish(cluster, old, "st", [b"first"])
+        count = 20
         cluster.servers[old].signal(signal.SIGSTOP)
         try:
             new = wait_until(
@@ -410,27 +411,27 @@ def test_a_leader_deposed_while_stalled_does_not_ack_what_it_will_lose(tmp_path:
                 timeout_s=30,
                 what="a new leader while the old one is frozen",
             )
+
+            def resume_and_wait_following() -> None:
+                cluster.servers[old].signal(signal.SIGCONT)
+                wait_until(
+                    lambda: _partition(cluster, old, "st").leader == new,
+                    timeout_s=30,
+                    what="the old leader learns the new one",
+                )
+                wait_until(
+                    lambda: len(read_all(cluster, old, "st")) == count + 1,
+                    timeout_s=30,
+                    what="the old leader follows the new one",
+                )
+
+            acks, ids = asyncio.run(
+                _publish_during_and_collect(
+                    cluster.nats.url, "st", count, resume_and_wait_following
+                )
+            )
         finally:
-            cluster.servers[old].signal(signal.SIGCONT)
-            cluster.servers[old].signal(signal.SIGSTOP)  # still frozen: SIGCONT only on error
-        count = 20
-
-        def resume_and_wait_following() -> None:
-            cluster.servers[old].signal(signal.SIGCONT)
-            wait_until(
-                lambda: _partition(cluster, old, "st").leader == new,
-                timeout_s=30,
-                what="the old leader learns the new one",
-            )
-            wait_until(
-                lambda: len(read_all(cluster, old, "st")) == count + 1,
-                timeout_s=30,
-                what="the old leader follows the new one",
-            )
-
-        acks, ids = asyncio.run(
-            _publish_during_and_collect(cluster.nats.url, "st", count, resume_and_wait_following)
-        )
+            cluster.servers[old].signal(signal.SIGCONT)  # never leave it frozen on a failure
         committed = dict(read_all(cluster, new, "st"))
         for cid in ids:
             assert len(acks[cid]) == 1, (cid, acks[cid])  # only the new leader acked
